@@ -1,0 +1,44 @@
+/** In-memory `SnapshotStore`: for tests and throwaway runs. Records are copied in and out. */
+import type { LoopRecord, SnapshotStore } from './snapshot-store.ts'
+
+/** Loop names: lowercase letters, digits and dashes, 1–80 characters, not starting with a dash. */
+export const LOOP_NAME = /^[a-z0-9][a-z0-9-]{0,79}$/
+
+/** Throws `snapshot-store: invalid loop name '<name>'` unless `name` matches `LOOP_NAME`. */
+export function assertLoopName(name: string): void {
+  if (typeof name !== 'string' || !LOOP_NAME.test(name)) {
+    throw new Error(`snapshot-store: invalid loop name '${String(name)}'`)
+  }
+}
+
+/** Orders records oldest first: by createdAt, then name. */
+export function byCreatedAt(a: LoopRecord, b: LoopRecord): number {
+  return a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+}
+
+/** A `SnapshotStore` kept in a Map; `structuredClone` on the way in and out. */
+export class MemoryStore implements SnapshotStore {
+  readonly #records = new Map<string, LoopRecord>()
+
+  async get(name: string): Promise<LoopRecord | null> {
+    assertLoopName(name)
+    const record = this.#records.get(name)
+    return record ? structuredClone(record) : null
+  }
+
+  async put(record: LoopRecord): Promise<void> {
+    assertLoopName(record.name)
+    this.#records.set(record.name, structuredClone(record))
+  }
+
+  async list(): Promise<LoopRecord[]> {
+    return [...this.#records.values()].map((r) => structuredClone(r)).sort(byCreatedAt)
+  }
+
+  async has(name: string): Promise<boolean> {
+    assertLoopName(name)
+    return this.#records.has(name)
+  }
+
+  async flush(): Promise<void> {}
+}

@@ -1,0 +1,96 @@
+/**
+ * The model provider contract: one streaming chat call with tools, abortable.
+ * Implementations: `scripted` (adapters/scripted-provider.ts) and, later, `ollama`.
+ */
+
+/** A tool the model may call. `parameters` is a JSON Schema object. */
+export interface ToolSpec {
+  name: string
+  description: string
+  parameters: {
+    type: 'object'
+    properties: Record<string, unknown>
+    required?: string[]
+  }
+}
+
+/** One tool call asked for by the model. */
+export interface ToolCall {
+  /** Unique within the session; providers that have no ids make them up. */
+  id: string
+  name: string
+  arguments: Record<string, unknown>
+}
+
+export type ChatMessage =
+  | { role: 'system'; content: string }
+  | { role: 'user'; content: string }
+  | { role: 'assistant'; content: string; toolCalls?: ToolCall[] }
+  | { role: 'tool'; content: string; toolCallId: string; toolName: string }
+
+export type Role = 'coder' | 'auditor'
+
+export interface ChatRequest {
+  /** The model name without its scheme (`scripted:demo.json` → `demo.json`). */
+  model: string
+  role: Role
+  messages: ChatMessage[]
+  tools: ToolSpec[]
+  /** Aborting it ends the call promptly with a `ProviderError` of code `aborted`. */
+  signal: AbortSignal
+  /** Called for every streamed chunk (text or tool call): watchdog activity. */
+  onChunk?: (chunk: { text?: string; toolCall?: ToolCall }) => void
+}
+
+export interface ChatUsage {
+  inputTokens: number
+  outputTokens: number
+  durationMs: number
+}
+
+export interface ChatResponse {
+  content: string
+  toolCalls: ToolCall[]
+  usage: ChatUsage
+}
+
+export interface ModelProvider {
+  /** The scheme this provider answers to, e.g. `scripted` or `ollama`. */
+  readonly scheme: string
+  chat(request: ChatRequest): Promise<ChatResponse>
+}
+
+/**
+ * Classified provider failure. `retryable` errors go through the loop's backoff;
+ * the others end the loop with `provider_fatal` (or `aborted`, which is not a failure).
+ */
+export class ProviderError extends Error {
+  override readonly name = 'ProviderError'
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly retryable: boolean,
+  ) {
+    super(message)
+  }
+}
+
+export function abortedError(): ProviderError {
+  return new ProviderError('model call aborted', 'aborted', false)
+}
+
+/**
+ * Creates the provider for one loop and one model spec (the part after the
+ * scheme). A factory is called once per loop and model, so providers may keep
+ * per-loop state (the scripted provider keeps its position in the scenario).
+ */
+export type ProviderFactory = (model: string, loopName: string) => ModelProvider
+
+/** Splits `scheme:rest`. Throws a one-line error naming the spec if it has no scheme. */
+export function parseModelSpec(spec: string): { scheme: string; model: string } {
+  const i = spec.indexOf(':')
+  if (i <= 0 || i === spec.length - 1) {
+    throw new Error(`model: '${spec}' is not of the form <scheme>:<model> (e.g. scripted:scenario.json, ollama:qwen3)`)
+  }
+  return { scheme: spec.slice(0, i), model: spec.slice(i + 1) }
+}

@@ -1,0 +1,445 @@
+/**
+ * The loop statechart (DESIGN.md "The loop" and "Limits, retries, stalls, termination").
+ * Pure: the session actor is a placeholder that services replace with `.provide()`;
+ * every action, guard and delay is named here.
+ */
+import { and, assign, fromCallback, sendTo, setup } from 'xstate'
+import type { Role } from '../adapters/model-provider.ts'
+import { parseSummary } from './summary.ts'
+import {
+  STATUS_OF_REASON,
+  type AuditRecord,
+  type Finding,
+  type LoopContext,
+  type LoopEvent,
+  type LoopInput,
+  type LoopOutput,
+  type LoopReason,
+  type Phase,
+  type SessionCommand,
+  type SessionInput,
+  type Usage,
+  type UsageTotals,
+} from './loop.types.ts'
+
+/** setTimeout's ceiling; a longer delay would fire at once. */
+const MAX_DELAY_MS = 2_147_483_647
+
+export const emptyUsage = (): Usage => ({ inputTokens: 0, outputTokens: 0, durationMs: 0, costUsd: 0, calls: 0 })
+
+export function initialContext(input: LoopInput, now: number): LoopContext {
+  return {
+    ...input,
+    status: 'running',
+    reason: null,
+    phase: 'coding',
+    iteration: 1,
+    rework: 0,
+    sectionIndex: 0,
+    sectionStates: input.sections.map((s, i) => ({
+      title: s.title,
+      body: s.body,
+      status: i === 0 ? 'active' : 'pending',
+      attempts: 0,
+      summary: null,
+    })),
+    findings: [],
+    nextFindingId: 1,
+    audits: 0,
+    lastAudit: null,
+    lastCoderReply: null,
+    inbox: [],
+    errorCount: 0,
+    modelFailures: 0,
+    modelIndex: { coder: 0, auditor: 0 },
+    lastError: null,
+    stalls: 0,
+    note: null,
+    usage: { total: emptyUsage(), byModel: {}, byRole: { coder: emptyUsage(), auditor: emptyUsage() } },
+    wallMs: 0,
+    runningSince: null,
+    startedAt: now,
+    endedAt: null,
+  }
+}
+
+export function roleOfPhase(phase: Phase): Role {
+  return phase === 'auditing' || phase === 'finalAuditing' ? 'auditor' : 'coder'
+}
+
+/** The model spec the role uses now (its place in the fallback chain). */
+export function currentModel(context: LoopContext, role: Role): string {
+  const chain = role === 'coder' ? context.config.models : context.config.auditorModels
+  return chain[Math.min(context.modelIndex[role], chain.length - 1)]!
+}
+
+/** Open findings that block the audit of `section` (null: every section). */
+export function blockingFindings(context: LoopContext, section: number | null): Finding[] {
+  return context.findings.filter(
+    (f) =>
+      f.status === 'open' &&
+      context.config.blockOn.includes(f.severity) &&
+      (section === null || f.section === section),
+  )
+}
+
+function addUsage(u: Usage, d: Omit<Usage, 'calls'>): Usage {
+  return {
+    inputTokens: u.inputTokens + d.inputTokens,
+    outputTokens: u.outputTokens + d.outputTokens,
+    durationMs: u.durationMs + d.durationMs,
+    costUsd: u.costUsd + d.costUsd,
+    calls: u.calls + 1,
+  }
+}
+
+type TurnEvent = Extract<LoopEvent, { type: 'session.turn' }>
+
+function usageAfterTurn(context: LoopContext, e: TurnEvent): UsageTotals {
+  const price = context.config.prices[e.model]
+  const costUsd = price
+    ? (e.inputTokens / 1000) * price.inputPer1k + (e.outputTokens / 1000) * price.outputPer1k
+    : 0
+  const d = { inputTokens: e.inputTokens, outputTokens: e.outputTokens, durationMs: e.durationMs, costUsd }
+  const u = context.usage
+  return {
+    total: addUsage(u.total, d),
+    byModel: { ...u.byModel, [e.model]: addUsage(u.byModel[e.model] ?? emptyUsage(), d) },
+    byRole: { ...u.byRole, [e.role]: addUsage(u.byRole[e.role], d) },
+  }
+}
+
+function wallNow(context: LoopContext): number {
+  return context.wallMs + (context.runningSince === null ? 0 : Date.now() - context.runningSince)
+}
+
+function overBudget(context: LoopContext, usage: UsageTotals): boolean {
+  const b = context.config.budget
+  return (
+    (b.maxTokens !== undefined && usage.total.inputTokens + usage.total.outputTokens > b.maxTokens) ||
+    (b.maxCostUsd !== undefined && usage.total.costUsd > b.maxCostUsd) ||
+    (b.maxWallMs !== undefined && wallNow(context) >= b.maxWallMs)
+  )
+}
+
+/** Backoff before retry n (1-based): base × 2^(n-1), ± jitter, capped. */
+export function backoffMs(config: LoopContext['config']['retryBackoff'], n: number, random = Math.random): number {
+  const raw = Math.min(config.maxMs, config.baseMs * 2 ** Math.max(0, n - 1))
+  const jittered = raw * (1 + config.jitter * (2 * random() - 1))
+  return Math.max(0, Math.min(config.maxMs, Math.round(jittered)))
+}
+
+/** The section an audit in the current phase judges (null: the whole plan). */
+export const auditSection = (context: LoopContext): number | null =>
+  context.task.kind === 'sectioned' && context.phase === 'auditing' ? context.sectionIndex : null
+
+/** Judges the audit that just ended and ages the open findings. */
+function judgeAudit(context: LoopContext, text: string): Pick<LoopContext, 'findings' | 'audits' | 'lastAudit' | 'sectionStates'> {
+  const section = auditSection(context)
+  const blocking = blockingFindings(context, section).length
+  const summaryFound = parseSummary(text) !== null
+  const clean = blocking === 0 && (section === null || summaryFound)
+  const n = context.audits + 1
+  const lastAudit: AuditRecord = { n, phase: context.phase, section, text, clean, summaryFound, blocking }
+  const findings = context.findings.map((f) => {
+    if (f.status !== 'open') return f
+    const openAudits = f.openAudits + 1
+    return { ...f, openAudits, recurring: f.recurring || openAudits >= 3 }
+  })
+  const sectionStates =
+    section === null || clean
+      ? context.sectionStates
+      : context.sectionStates.map((s, i) => (i === section ? { ...s, attempts: s.attempts + 1 } : s))
+  return { findings, audits: n, lastAudit, sectionStates }
+}
+
+export const loopMachine = setup({
+  types: {
+    context: {} as LoopContext,
+    events: {} as LoopEvent,
+    input: {} as LoopInput,
+    output: {} as LoopOutput,
+  },
+  actors: {
+    /** Runs one model session; services/session-actor.ts provides the real one. */
+    session: fromCallback<SessionCommand, SessionInput>(({ sendBack }) => {
+      sendBack({
+        type: 'session.failed',
+        error: { name: 'Error', message: 'loop: no session actor provided', code: 'no_session', retryable: false },
+      })
+    }),
+  },
+  delays: {
+    stallTimeout: ({ context }) => context.config.stallTimeoutMs,
+    retryBackoff: ({ context }) => backoffMs(context.config.retryBackoff, context.errorCount),
+    wallBudget: ({ context }) =>
+      Math.min(MAX_DELAY_MS, Math.max(0, (context.config.budget.maxWallMs ?? MAX_DELAY_MS) - context.wallMs)),
+  },
+  guards: {
+    inCoding: ({ context }) => context.phase === 'coding',
+    inAuditing: ({ context }) => context.phase === 'auditing',
+    inFinalAuditing: ({ context }) => context.phase === 'finalAuditing',
+    inFinalAuditFix: ({ context }) => context.phase === 'finalAuditFix',
+    turnExceedsBudget: ({ context, event }) =>
+      event.type === 'session.turn' && overBudget(context, usageAfterTurn(context, event)),
+    wallBudgetSpent: ({ context }) =>
+      context.config.budget.maxWallMs !== undefined && wallNow(context) >= context.config.budget.maxWallMs,
+    stallLimitReached: ({ context }) => context.stalls + 1 >= context.config.maxConsecutiveStalls,
+    auditClean: ({ context }) => context.lastAudit?.clean === true,
+    isSectioned: ({ context }) => context.task.kind === 'sectioned',
+    hasNextSection: ({ context }) => context.sectionIndex + 1 < context.sectionStates.length,
+    sectionAttemptsExhausted: ({ context }) =>
+      (context.sectionStates[context.sectionIndex]?.attempts ?? 0) > context.config.maxSectionAttempts,
+    onlySummaryMissing: ({ context }) =>
+      context.lastAudit !== null && context.lastAudit.blocking === 0 && !context.lastAudit.summaryFound,
+    reworkExhausted: ({ context }) => context.rework >= context.config.maxIterations,
+    errorIsFatal: ({ context }) => context.lastError !== null && !context.lastError.retryable,
+    errorIsNoOutput: ({ context }) => context.lastError?.code === 'no_output',
+    retriesExhausted: ({ context }) => context.errorCount > context.config.maxRetries,
+  },
+  actions: {
+    markRunning: assign({ status: 'running', runningSince: () => Date.now() }),
+    accrueWall: assign({
+      wallMs: ({ context }) => wallNow(context),
+      runningSince: null,
+    }),
+    markPaused: assign({ status: 'paused' }),
+    finish: assign({
+      status: ({ context }) => STATUS_OF_REASON[context.reason ?? 'completed'],
+      reason: ({ context }) => context.reason ?? 'completed',
+      endedAt: () => Date.now(),
+    }),
+    queueMessage: assign({
+      inbox: ({ context, event }) => (event.type === 'loop.say' ? [...context.inbox, event.text] : context.inbox),
+    }),
+    recordTurn: assign({
+      usage: ({ context, event }) => (event.type === 'session.turn' ? usageAfterTurn(context, event) : context.usage),
+      errorCount: 0,
+      modelFailures: 0,
+      stalls: 0,
+    }),
+    addFinding: assign({
+      findings: ({ context, event }) => {
+        if (event.type !== 'session.finding.reported') return context.findings
+        if (context.findings.some((f) => f.id === event.finding.id)) return context.findings
+        return [...context.findings, event.finding]
+      },
+      nextFindingId: ({ context, event }) => {
+        if (event.type !== 'session.finding.reported') return context.nextFindingId
+        const n = Number(event.finding.id.replace(/^F/, ''))
+        return Number.isFinite(n) ? Math.max(context.nextFindingId, n + 1) : context.nextFindingId
+      },
+    }),
+    resolveFinding: assign({
+      findings: ({ context, event }) =>
+        event.type === 'session.finding.resolved'
+          ? context.findings.map((f) => (f.id === event.id ? { ...f, status: 'resolved' as const } : f))
+          : context.findings,
+    }),
+    /** The session ended normally: drop what its prompt delivered. */
+    consumeDelivered: assign({
+      inbox: ({ context, event }) => (event.type === 'session.done' ? context.inbox.slice(event.delivered) : context.inbox),
+      note: null,
+    }),
+    recordCoderReply: assign({
+      lastCoderReply: ({ context, event }) => (event.type === 'session.done' ? event.text : context.lastCoderReply),
+    }),
+    recordAudit: assign(({ context, event }) =>
+      event.type === 'session.done' ? judgeAudit(context, event.text) : {},
+    ),
+    enterAuditing: assign({ phase: 'auditing' }),
+    enterFinalAuditing: assign({ phase: 'finalAuditing' }),
+    completeSection: assign({
+      sectionStates: ({ context }) => {
+        const summary = context.lastAudit ? parseSummary(context.lastAudit.text)?.raw ?? null : null
+        return context.sectionStates.map((s, i) =>
+          i === context.sectionIndex ? { ...s, status: 'done' as const, summary } : s,
+        )
+      },
+    }),
+    advanceSection: assign(({ context }) => {
+      const next = context.sectionIndex + 1
+      return {
+        sectionIndex: next,
+        sectionStates: context.sectionStates.map((s, i) => (i === next ? { ...s, status: 'active' as const } : s)),
+        phase: 'coding' as const,
+        iteration: context.iteration + 1,
+      }
+    }),
+    startRework: assign(({ context }) => ({
+      rework: context.rework + 1,
+      iteration: context.iteration + 1,
+      phase: context.phase === 'finalAuditing' ? ('finalAuditFix' as const) : ('coding' as const),
+    })),
+    noteSummaryMissing: assign({
+      note: 'Your previous audit reply had no summary block. Audit again and end your reply with the summary block.',
+    }),
+    recordFailure: assign(({ context, event }) => {
+      if (event.type !== 'session.failed') return {}
+      return { errorCount: context.errorCount + 1, modelFailures: context.modelFailures + 1, lastError: event.error }
+    }),
+    /** After enough failures on one model, move the failing role to the next model of its chain. */
+    maybeFallBack: assign(({ context }) => {
+      const role = roleOfPhase(context.phase)
+      const chain = role === 'coder' ? context.config.models : context.config.auditorModels
+      if (context.modelFailures < context.config.failuresBeforeFallback || context.modelIndex[role] + 1 >= chain.length) {
+        return {}
+      }
+      return { modelIndex: { ...context.modelIndex, [role]: context.modelIndex[role] + 1 }, modelFailures: 0 }
+    }),
+    countStall: assign({ stalls: ({ context }) => context.stalls + 1 }),
+    nudgeSession: sendTo('session', { type: 'session.nudge' } satisfies SessionCommand),
+    setReason: assign((_, params: { reason: LoopReason }) => ({ reason: params.reason })),
+  },
+}).createMachine({
+  id: 'loop',
+  context: ({ input }) => initialContext(input, Date.now()),
+  initial: 'running',
+  output: ({ context }) => ({
+    name: context.name,
+    status: STATUS_OF_REASON[context.reason ?? 'completed'],
+    reason: context.reason ?? 'completed',
+    iteration: context.iteration,
+    usage: context.usage,
+    error: context.lastError,
+  }),
+  states: {
+    running: {
+      entry: 'markRunning',
+      exit: 'accrueWall',
+      after: {
+        wallBudget: { guard: 'wallBudgetSpent', target: 'errored', actions: { type: 'setReason', params: { reason: 'budget_exhausted' } } },
+      },
+      on: {
+        'loop.cancel': { target: 'cancelled', actions: { type: 'setReason', params: { reason: 'user_cancelled' } } },
+        'loop.pause': { target: 'paused' },
+        'loop.say': { actions: 'queueMessage' },
+        'session.turn': [
+          { guard: 'turnExceedsBudget', target: 'errored', actions: ['recordTurn', { type: 'setReason', params: { reason: 'budget_exhausted' } }] },
+          { actions: 'recordTurn' },
+        ],
+        'session.finding.reported': { actions: 'addFinding' },
+        'session.finding.resolved': { actions: 'resolveFinding' },
+      },
+      initial: 'dispatching',
+      states: {
+        /** Routes to the state of the saved phase (start, resume, retry). */
+        dispatching: {
+          always: [
+            { guard: 'inAuditing', target: 'auditing' },
+            { guard: 'inFinalAuditing', target: 'finalAuditing' },
+            { guard: 'inFinalAuditFix', target: 'finalAuditFix' },
+            { target: 'coding' },
+          ],
+        },
+        coding: sessionState('coder', {
+          target: 'auditing',
+          actions: ['consumeDelivered', 'recordCoderReply', 'enterAuditing'],
+        }),
+        auditing: sessionState('auditor', { target: 'judgingAudit', actions: ['consumeDelivered', 'recordAudit'] }),
+        judgingAudit: {
+          always: [
+            {
+              guard: and(['auditClean', 'isSectioned', 'hasNextSection']),
+              target: 'coding',
+              actions: ['completeSection', 'advanceSection'],
+            },
+            {
+              guard: and(['auditClean', 'isSectioned']),
+              target: 'finalAuditing',
+              actions: ['completeSection', 'enterFinalAuditing'],
+            },
+            { guard: 'auditClean', target: '#loop.completed', actions: { type: 'setReason', params: { reason: 'completed' } } },
+            { guard: 'sectionAttemptsExhausted', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'max_section_attempts' } } },
+            {
+              guard: and(['isSectioned', 'onlySummaryMissing']),
+              target: 'auditing',
+              actions: 'noteSummaryMissing',
+            },
+            { guard: 'reworkExhausted', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'max_iterations' } } },
+            { target: 'coding', actions: 'startRework' },
+          ],
+        },
+        finalAuditing: sessionState('auditor', {
+          target: 'judgingFinalAudit',
+          actions: ['consumeDelivered', 'recordAudit'],
+        }),
+        judgingFinalAudit: {
+          always: [
+            { guard: 'auditClean', target: '#loop.completed', actions: { type: 'setReason', params: { reason: 'completed' } } },
+            { guard: 'reworkExhausted', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'max_iterations' } } },
+            { target: 'finalAuditFix', actions: 'startRework' },
+          ],
+        },
+        finalAuditFix: sessionState('coder', {
+          target: 'finalAuditing',
+          actions: ['consumeDelivered', 'recordCoderReply', 'enterFinalAuditing'],
+        }),
+        /** A model session failed: give up, or back off and retry (maybe on the next model). */
+        failed: {
+          always: [
+            { guard: 'errorIsNoOutput', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'no_output' } } },
+            { guard: 'errorIsFatal', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'provider_fatal' } } },
+            { guard: 'retriesExhausted', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'error_max_retries' } } },
+            { target: 'backingOff', actions: 'maybeFallBack' },
+          ],
+        },
+        backingOff: {
+          after: { retryBackoff: 'dispatching' },
+        },
+      },
+    },
+    paused: {
+      entry: 'markPaused',
+      on: {
+        'loop.resume': 'running',
+        'loop.cancel': { target: 'cancelled', actions: { type: 'setReason', params: { reason: 'user_cancelled' } } },
+        'loop.say': { actions: 'queueMessage' },
+      },
+    },
+    completed: { type: 'final', entry: 'finish' },
+    cancelled: { type: 'final', entry: 'finish' },
+    errored: { type: 'final', entry: 'finish' },
+    stalled: { type: 'final', entry: 'finish' },
+  },
+})
+
+type PhaseEndAction = 'consumeDelivered' | 'recordCoderReply' | 'enterAuditing' | 'enterFinalAuditing' | 'recordAudit'
+
+/**
+ * A phase that runs one session with a watchdog child: activity re-enters
+ * `watching` (restarting its timer) without restarting the session.
+ */
+function sessionState(
+  role: Role,
+  onDone: { target: string; actions: PhaseEndAction[] },
+) {
+  return {
+    invoke: {
+      id: 'session',
+      src: 'session' as const,
+      input: ({ context }: { context: LoopContext }): SessionInput => ({
+        role,
+        phase: context.phase,
+        model: currentModel(context, role),
+        context,
+      }),
+    },
+    initial: 'watching' as const,
+    states: {
+      watching: {
+        on: { 'session.activity': { target: 'watching', reenter: true } },
+        after: {
+          stallTimeout: [
+            { guard: 'stallLimitReached', target: '#loop.stalled', actions: ['countStall', { type: 'setReason', params: { reason: 'stall_timeout' } }] },
+            { target: 'watching', reenter: true, actions: ['countStall', 'nudgeSession'] },
+          ],
+        },
+      },
+    },
+    on: {
+      'session.done': onDone,
+      'session.failed': { target: 'failed', actions: 'recordFailure' },
+    },
+  } as const
+}

@@ -1,0 +1,257 @@
+/** Types shared by the loop statechart, the services that run it and the stores that save it. */
+import type { Role } from '../adapters/model-provider.ts'
+
+export type Phase = 'coding' | 'auditing' | 'finalAuditing' | 'finalAuditFix'
+export type LoopKind = 'plain' | 'sectioned' | 'goal'
+export type LoopStatus = 'running' | 'paused' | 'completed' | 'cancelled' | 'errored' | 'stalled'
+export type FinalStatus = Exclude<LoopStatus, 'running' | 'paused'>
+export type LoopReason =
+  | 'completed'
+  | 'user_cancelled'
+  | 'max_iterations'
+  | 'max_section_attempts'
+  | 'error_max_retries'
+  | 'provider_fatal'
+  | 'no_output'
+  | 'stall_timeout'
+  | 'budget_exhausted'
+  | 'workspace_failed'
+
+/** The status each final reason ends in. */
+export const STATUS_OF_REASON: Record<LoopReason, FinalStatus> = {
+  completed: 'completed',
+  user_cancelled: 'cancelled',
+  stall_timeout: 'stalled',
+  max_iterations: 'errored',
+  max_section_attempts: 'errored',
+  error_max_retries: 'errored',
+  provider_fatal: 'errored',
+  no_output: 'errored',
+  budget_exhausted: 'errored',
+  workspace_failed: 'errored',
+}
+
+export type Severity = 'bug' | 'warning'
+
+export interface Finding {
+  /** `F1`, `F2`, … unique within the loop. */
+  id: string
+  file: string
+  line: number | null
+  severity: Severity
+  message: string
+  status: 'open' | 'resolved'
+  /** Section index (0-based) the finding was reported in; null for plain/goal loops and final audits. */
+  section: number | null
+  /** Audit number (1-based) that reported it. */
+  reportedInAudit: number
+  /** How many consecutive finished audits it has been open through (counting the reporting one). */
+  openAudits: number
+  /** Open in 3 consecutive audits: flagged in the next prompts. */
+  recurring: boolean
+}
+
+export interface SectionState {
+  title: string
+  body: string
+  status: 'pending' | 'active' | 'done'
+  /** Dirty (or summary-less) audits of this section. */
+  attempts: number
+  summary: string | null
+}
+
+export interface Usage {
+  inputTokens: number
+  outputTokens: number
+  /** Model time (from the provider), ms. */
+  durationMs: number
+  costUsd: number
+  /** Completed model calls. */
+  calls: number
+}
+
+export interface UsageTotals {
+  total: Usage
+  byModel: Record<string, Usage>
+  byRole: Record<Role, Usage>
+}
+
+/** Price of a model, US dollars per 1,000 tokens. */
+export interface ModelPrice {
+  inputPer1k: number
+  outputPer1k: number
+}
+
+export interface Budget {
+  /** Input + output tokens across every call of the loop. */
+  maxTokens?: number
+  maxCostUsd?: number
+  /** Running time (paused time excluded), counted across restarts. */
+  maxWallMs?: number
+}
+
+export interface RunCommandConfig {
+  /** @default false */
+  enabled: boolean
+  /** Executables the coder may run (first word of the command), e.g. `['npm', 'node']`. */
+  allow: string[]
+  /** @default 60000 */
+  timeoutMs: number
+}
+
+/** Everything that shapes a loop's behaviour. Defaults in DEFAULT_CONFIG. */
+export interface LoopConfig {
+  /** Coder models in fallback order, `scheme:model`. */
+  models: string[]
+  /** Auditor models in fallback order. @default the coder models */
+  auditorModels: string[]
+  /** Rework passes (coding after a dirty audit) allowed. @default 15 */
+  maxIterations: number
+  /** Dirty audits allowed per section. @default 5 */
+  maxSectionAttempts: number
+  /** Retries allowed after consecutive failed model calls. @default 3 */
+  maxRetries: number
+  /** Failed attempts on one model before the next in its chain. @default 2 */
+  failuresBeforeFallback: number
+  /** Backoff between retries: baseMs × 2^n, ± jitter fraction, capped. */
+  retryBackoff: { baseMs: number; maxMs: number; jitter: number }
+  /** No activity for this long is a stall. @default 60000 */
+  stallTimeoutMs: number
+  /** Consecutive stalls that end the loop (the earlier ones nudge). @default 5 */
+  maxConsecutiveStalls: number
+  /** Model calls one session may make before it is cut off. @default 50 */
+  maxTurnsPerSession: number
+  /** Severities that block completion. @default ['bug'] */
+  blockOn: Severity[]
+  budget: Budget
+  /** Prices per model spec; models without one cost 0. */
+  prices: Record<string, ModelPrice>
+  runCommand: RunCommandConfig
+}
+
+export const DEFAULT_CONFIG: Omit<LoopConfig, 'models' | 'auditorModels'> = {
+  maxIterations: 15,
+  maxSectionAttempts: 5,
+  maxRetries: 3,
+  failuresBeforeFallback: 2,
+  retryBackoff: { baseMs: 2_000, maxMs: 60_000, jitter: 0.2 },
+  stallTimeoutMs: 60_000,
+  maxConsecutiveStalls: 5,
+  maxTurnsPerSession: 50,
+  blockOn: ['bug'],
+  budget: {},
+  prices: {},
+  runCommand: { enabled: false, allow: [], timeoutMs: 60_000 },
+}
+
+/** What a loop works on. */
+export type LoopTask =
+  | { kind: 'plain'; title: string; text: string }
+  | { kind: 'sectioned'; title: string; text: string; preamble: string }
+  | { kind: 'goal'; title: string; text: string }
+
+export interface LoopInput {
+  name: string
+  task: LoopTask
+  /** Sections of a sectioned plan (empty otherwise). */
+  sections: { title: string; body: string }[]
+  /** Absolute path of the workspace directory. */
+  workspace: string
+  config: LoopConfig
+}
+
+/** Serializable error as kept in context. */
+export interface LoopError {
+  name: string
+  message: string
+  code: string
+  retryable: boolean
+}
+
+export interface AuditRecord {
+  /** Audit number, 1-based. */
+  n: number
+  phase: Phase
+  section: number | null
+  text: string
+  clean: boolean
+  summaryFound: boolean
+  blocking: number
+}
+
+export interface LoopContext extends LoopInput {
+  status: LoopStatus
+  reason: LoopReason | null
+  phase: Phase
+  /** Coding passes started (1-based once the loop starts). */
+  iteration: number
+  /** Coding passes that followed a dirty audit. */
+  rework: number
+  sectionIndex: number
+  sectionStates: SectionState[]
+  findings: Finding[]
+  nextFindingId: number
+  audits: number
+  lastAudit: AuditRecord | null
+  /** The last reply of the coder (shown to the auditor). */
+  lastCoderReply: string | null
+  /** Messages from `say`, delivered with the next session's prompt. */
+  inbox: string[]
+  /** Consecutive failed model calls. */
+  errorCount: number
+  /** Failed calls on the current model of the failing role. */
+  modelFailures: number
+  modelIndex: Record<Role, number>
+  lastError: LoopError | null
+  /** Consecutive stalls. */
+  stalls: number
+  /** A note to add to the next prompt (why a session is re-run). */
+  note: string | null
+  usage: UsageTotals
+  /** Running time so far (excludes paused time), ms. */
+  wallMs: number
+  /** Epoch ms when the current running stretch started; null while not running. */
+  runningSince: number | null
+  startedAt: number
+  endedAt: number | null
+}
+
+/** Sent by the session actor to the loop. */
+export type SessionEvent =
+  | { type: 'session.activity' }
+  | { type: 'session.turn'; role: Role; model: string; inputTokens: number; outputTokens: number; durationMs: number }
+  | { type: 'session.finding.reported'; finding: Finding }
+  | { type: 'session.finding.resolved'; id: string }
+  /** `delivered`: how many inbox messages the session's prompt carried (they are dropped from the inbox). */
+  | { type: 'session.done'; text: string; delivered: number }
+  | { type: 'session.failed'; error: LoopError }
+
+/** Sent by users (API, CLI) to the loop. */
+export type ControlEvent =
+  | { type: 'loop.cancel' }
+  | { type: 'loop.pause' }
+  | { type: 'loop.resume' }
+  | { type: 'loop.say'; text: string }
+
+export type LoopEvent = SessionEvent | ControlEvent
+
+/** Input of the session actor. */
+export interface SessionInput {
+  role: Role
+  phase: Phase
+  /** Model spec in use (`scheme:model`). */
+  model: string
+  context: LoopContext
+}
+
+/** Sent by the loop to its session actor. */
+export type SessionCommand = { type: 'session.nudge' }
+
+export interface LoopOutput {
+  name: string
+  status: FinalStatus
+  reason: LoopReason
+  iteration: number
+  usage: UsageTotals
+  error: LoopError | null
+}

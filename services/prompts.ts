@@ -1,0 +1,100 @@
+/** The prompts of each phase, built from the loop's context alone. */
+import type { Role } from '../adapters/model-provider.ts'
+import { blockingFindings } from '../machines/loop.machine.ts'
+import type { Finding, LoopContext, Phase } from '../machines/loop.types.ts'
+
+export interface Prompt {
+  system: string
+  user: string
+  /** Inbox messages the prompt carries. */
+  delivered: number
+}
+
+export const NUDGE_MESSAGE = 'You have been silent for a while. Continue where you left off.'
+export const EMPTY_REPLY_MESSAGE =
+  'You ended your turn without a reply. Reply now with a short account of what you did.'
+
+const CODER_SYSTEM = [
+  'You are the coder of a work loop. Work in the workspace with your tools (paths are relative to the workspace).',
+  'Make the changes the task asks for, then reply with a short account of what you changed.',
+  'An auditor reviews your work after you reply.',
+].join('\n')
+
+const AUDITOR_SYSTEM = [
+  'You are the auditor of a work loop. Review the workspace against the task; you cannot change files.',
+  'Record each problem with report_finding (severity bug for what must be fixed, warning otherwise);',
+  'resolve_finding for a listed finding that is now fixed. Then reply with your audit.',
+].join('\n')
+
+const SUMMARY_INSTRUCTIONS = [
+  'End your reply with the summary block, each marker on its own line:',
+  '<!-- summary -->',
+  '### Done',
+  '### Deviations',
+  '### Follow-ups',
+  '<!-- /summary -->',
+].join('\n')
+
+export function buildPrompt(context: LoopContext, role: Role, phase: Phase): Prompt {
+  const parts: string[] = []
+  parts.push(taskText(context, phase))
+  if (role === 'coder') {
+    if (context.lastAudit && !context.lastAudit.clean && context.rework > 0) {
+      parts.push(`## The last audit found problems\n\n${context.lastAudit.text.trim()}`)
+    }
+    const open = relevantFindings(context, phase)
+    if (open.length > 0) parts.push(`## Open findings to fix\n\n${findingList(open)}`)
+  } else {
+    if (context.lastCoderReply) parts.push(`## The coder's reply\n\n${context.lastCoderReply.trim()}`)
+    const open = context.findings.filter((f) => f.status === 'open')
+    if (open.length > 0) parts.push(`## Open findings (resolve those that are fixed)\n\n${findingList(open)}`)
+    if (phase === 'auditing' && context.task.kind === 'sectioned') parts.push(SUMMARY_INSTRUCTIONS)
+  }
+  if (context.inbox.length > 0) {
+    parts.push(`## Messages from the user\n\n${context.inbox.map((m) => `- ${m}`).join('\n')}`)
+  }
+  if (context.note) parts.push(`## Note\n\n${context.note}`)
+  return {
+    system: role === 'coder' ? CODER_SYSTEM : AUDITOR_SYSTEM,
+    user: parts.join('\n\n'),
+    delivered: context.inbox.length,
+  }
+}
+
+function taskText(context: LoopContext, phase: Phase): string {
+  const { task } = context
+  if (task.kind === 'goal') return `# Goal\n\n${task.text}`
+  if (task.kind === 'plain' || phase === 'finalAuditing' || phase === 'finalAuditFix') {
+    const head = phase === 'finalAuditing' ? '# Final audit of the whole plan\n\n' : ''
+    return `${head}${task.text}`
+  }
+  const i = context.sectionIndex
+  const section = context.sectionStates[i]!
+  const done = context.sectionStates
+    .slice(0, i)
+    .map((s, k) => `### Section ${k + 1}: ${s.title}\n\n${s.summary ?? '(no summary)'}`)
+  return [
+    task.preamble,
+    done.length > 0 ? `## Summaries of the sections done\n\n${done.join('\n\n')}` : '',
+    `## Section ${i + 1} of ${context.sectionStates.length}\n\n${section.body}`,
+  ]
+    .filter((p) => p !== '')
+    .join('\n\n')
+}
+
+/** Findings the coder must work on in this phase. */
+function relevantFindings(context: LoopContext, phase: Phase): Finding[] {
+  const section = context.task.kind === 'sectioned' && phase === 'coding' ? context.sectionIndex : null
+  const blocking = new Set(blockingFindings(context, section).map((f) => f.id))
+  return context.findings.filter((f) => f.status === 'open' && (blocking.has(f.id) || f.severity === 'warning'))
+}
+
+function findingList(findings: Finding[]): string {
+  return findings
+    .map((f) => {
+      const where = f.line === null ? f.file : `${f.file}:${f.line}`
+      const flag = f.recurring ? ` RECURRING (open in ${f.openAudits} audits in a row)` : ''
+      return `- ${f.id} [${f.severity}] ${where}: ${f.message}${flag}`
+    })
+    .join('\n')
+}

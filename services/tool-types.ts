@@ -1,0 +1,34 @@
+/** What a session's tools see and return. */
+import type { Role, ToolSpec } from '../adapters/model-provider.ts'
+import type { Finding, RunCommandConfig, Severity } from '../machines/loop.types.ts'
+
+/** The session's working copy of the loop's findings; every change is also sent to the loop. */
+export interface FindingsLedger {
+  list(): Finding[]
+  /** Records a finding; an open one with the same file, line and message is returned instead of a duplicate. */
+  report(finding: { file: string; line: number | null; severity: Severity; message: string }): Finding
+  /** Marks an open finding resolved. Throws ToolError for an unknown id. */
+  resolve(id: string): Finding
+}
+
+export interface ToolContext {
+  /** Absolute path of the loop's workspace. */
+  workspace: string
+  role: Role
+  findings: FindingsLedger
+  runCommand: RunCommandConfig
+  signal: AbortSignal
+}
+
+export interface Tool {
+  spec: ToolSpec
+  /** Returns the text given back to the model. Throws ToolError for a refusal the model should read. */
+  run(args: Record<string, unknown>, ctx: ToolContext): Promise<string>
+  /** True for tools with side effects outside the loop's state (files, processes). */
+  sideEffects: boolean
+}
+
+/** A tool failure reported to the model as the tool's result (`error: …`), never a crash. */
+export class ToolError extends Error {
+  override readonly name = 'ToolError'
+}

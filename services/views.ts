@@ -1,0 +1,118 @@
+/** Records as saved and the views shown to users (progress line, `list --json`, `status --json`). */
+import type { Snapshot } from 'xstate'
+import { SCHEMA_VERSION, type LoopRecord } from '../adapters/snapshot-store.ts'
+import type {
+  AuditRecord,
+  Finding,
+  LoopContext,
+  LoopReason,
+  LoopStatus,
+  Phase,
+  UsageTotals,
+} from '../machines/loop.types.ts'
+
+/** The persisted snapshot of a loop actor (what `getPersistedSnapshot()` returns). */
+export type PersistedLoop = Snapshot<unknown> & { value: unknown; context: LoopContext }
+
+/** One loop in `list --json` (stable: fields are only ever added). */
+export interface LoopView {
+  name: string
+  status: LoopStatus | 'queued'
+  reason: LoopReason | null
+  phase: Phase
+  iteration: number
+  /** Kind of task: plain, sectioned or goal. */
+  kind: LoopContext['task']['kind']
+  title: string
+  /** 1-based section in progress and the number of sections; null for plain and goal loops. */
+  section: { index: number; count: number } | null
+  /** The statechart state, e.g. `running.coding.watching`. */
+  state: string
+  openFindings: number
+  tokens: number
+  costUsd: number
+  /** Running time, ms (paused time excluded). */
+  elapsedMs: number
+  createdAt: string
+  updatedAt: string
+}
+
+/** `status --json`: the view plus findings, sections and usage. */
+export interface LoopDetail extends LoopView {
+  workspace: string
+  models: { coder: string[]; auditor: string[] }
+  findings: Finding[]
+  sections: { title: string; status: 'pending' | 'active' | 'done'; attempts: number; summary: string | null }[]
+  usage: UsageTotals
+  lastAudit: AuditRecord | null
+  error: { name: string; message: string; code: string } | null
+  inbox: string[]
+}
+
+export function stateString(value: unknown): string {
+  if (typeof value === 'string') return value
+  if (value && typeof value === 'object') {
+    const [k, v] = Object.entries(value as Record<string, unknown>)[0] ?? []
+    if (k === undefined) return ''
+    const rest = stateString(v)
+    return rest === '' ? k : `${k}.${rest}`
+  }
+  return ''
+}
+
+export function recordOf(snapshot: PersistedLoop, createdAt: string, queued = false): LoopRecord {
+  const c = snapshot.context
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    name: c.name,
+    status: queued ? 'queued' : c.status,
+    reason: c.reason,
+    phase: c.phase,
+    iteration: c.iteration,
+    createdAt,
+    updatedAt: new Date().toISOString(),
+    snapshot,
+  }
+}
+
+export function contextOf(record: LoopRecord): LoopContext {
+  return (record.snapshot as PersistedLoop).context
+}
+
+export function viewOf(record: LoopRecord, now = Date.now()): LoopView {
+  const snapshot = record.snapshot as PersistedLoop
+  const c = snapshot.context
+  const u = c.usage.total
+  return {
+    name: record.name,
+    status: record.status,
+    reason: record.reason,
+    phase: c.phase,
+    iteration: c.iteration,
+    kind: c.task.kind,
+    title: c.task.title,
+    section: c.task.kind === 'sectioned' ? { index: c.sectionIndex + 1, count: c.sectionStates.length } : null,
+    state: stateString(snapshot.value),
+    openFindings: c.findings.filter((f) => f.status === 'open').length,
+    tokens: u.inputTokens + u.outputTokens,
+    costUsd: u.costUsd,
+    elapsedMs: c.wallMs + (c.runningSince !== null && record.status === 'running' ? Math.max(0, now - c.runningSince) : 0),
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+  }
+}
+
+export function detailOf(record: LoopRecord): LoopDetail {
+  const c = contextOf(record)
+  return {
+    ...viewOf(record),
+    workspace: c.workspace,
+    models: { coder: c.config.models, auditor: c.config.auditorModels },
+    findings: c.findings,
+    sections: c.sectionStates.map(({ title, status, attempts, summary }) => ({ title, status, attempts, summary })),
+    usage: c.usage,
+    lastAudit: c.lastAudit,
+    error: c.lastError && { name: c.lastError.name, message: c.lastError.message, code: c.lastError.code },
+    inbox: c.inbox,
+  }
+}

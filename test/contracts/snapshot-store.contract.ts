@@ -1,0 +1,131 @@
+/**
+ * The `SnapshotStore` contract, run against every implementation
+ * (LangGraph checkpoint-validation style): `snapshotStoreContract('memory', make)`.
+ */
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { SCHEMA_VERSION, type LoopRecord, type SnapshotStore } from '../../adapters/snapshot-store.ts'
+
+/** A fresh, empty store; `reopen` opens a second store on the same data, `cleanup` removes it. */
+export type MakeSnapshotStore = () => Promise<{
+  store: SnapshotStore
+  reopen?: () => Promise<SnapshotStore>
+  cleanup?: () => Promise<void>
+}>
+
+/** A valid record; `overrides` win. */
+export function makeRecord(name: string, overrides: Partial<LoopRecord> = {}): LoopRecord {
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    name,
+    status: 'running',
+    reason: null,
+    phase: 'coding',
+    iteration: 1,
+    createdAt: '2025-01-01T00:00:00.000Z',
+    updatedAt: '2025-01-01T00:00:00.000Z',
+    snapshot: { status: 'active', value: { running: 'coding' }, context: { findings: [{ id: 'F1' }] } },
+    ...overrides,
+  }
+}
+
+export function snapshotStoreContract(name: string, make: MakeSnapshotStore): void {
+  async function setup() {
+    const made = await make()
+    if (made.cleanup) onTestFinished(made.cleanup)
+    return made
+  }
+
+  describe(`SnapshotStore contract: ${name}`, () => {
+    it('starts empty: list is [], get is null, has is false', async () => {
+      const { store } = await setup()
+      expect(await store.list()).toEqual([])
+      expect(await store.get('nope')).toBeNull()
+      expect(await store.has('nope')).toBe(false)
+    })
+
+    it('returns what was put', async () => {
+      const { store } = await setup()
+      const record = makeRecord('alpha')
+      await store.put(record)
+      expect(await store.get('alpha')).toEqual(record)
+      expect(await store.has('alpha')).toBe(true)
+      expect(await store.list()).toEqual([record])
+    })
+
+    it('overwrites the record of the same name', async () => {
+      const { store } = await setup()
+      await store.put(makeRecord('alpha', { iteration: 1 }))
+      await store.put(makeRecord('alpha', { iteration: 2, status: 'completed', reason: 'completed' }))
+      expect(await store.get('alpha')).toMatchObject({ iteration: 2, status: 'completed', reason: 'completed' })
+      expect(await store.list()).toHaveLength(1)
+    })
+
+    it('lists oldest first, by createdAt then name', async () => {
+      const { store } = await setup()
+      await store.put(makeRecord('c-late', { createdAt: '2025-03-01T00:00:00.000Z' }))
+      await store.put(makeRecord('b-early', { createdAt: '2025-01-01T00:00:00.000Z' }))
+      await store.put(makeRecord('a-early', { createdAt: '2025-01-01T00:00:00.000Z' }))
+      await store.put(makeRecord('d-mid', { createdAt: '2025-02-01T00:00:00.000Z' }))
+      expect((await store.list()).map((r) => r.name)).toEqual(['a-early', 'b-early', 'd-mid', 'c-late'])
+    })
+
+    it('is isolated from the objects callers put and get', async () => {
+      const { store } = await setup()
+      const record = makeRecord('alpha')
+      await store.put(record)
+      record.iteration = 99
+      ;(record.snapshot as { value: unknown }).value = 'mutated'
+      const got = (await store.get('alpha'))!
+      got.phase = 'auditing'
+      ;(got.snapshot as { context: { findings: unknown[] } }).context.findings.push({ id: 'F2' })
+      const listed = await store.list()
+      listed[0]!.status = 'paused'
+      expect(await store.get('alpha')).toEqual(makeRecord('alpha'))
+    })
+
+    it('keeps the last of many concurrent puts to the same name', async () => {
+      const { store, reopen } = await setup()
+      await Promise.all(Array.from({ length: 25 }, (_, i) => store.put(makeRecord('busy', { iteration: i }))))
+      await store.flush()
+      expect(await store.get('busy')).toMatchObject({ iteration: 24 })
+      if (reopen) expect(await (await reopen()).get('busy')).toMatchObject({ iteration: 24 })
+    })
+
+    it('flush waits for puts that were not awaited', async () => {
+      const { store, reopen } = await setup()
+      void store.put(makeRecord('alpha', { iteration: 1 }))
+      void store.put(makeRecord('beta', { iteration: 2 }))
+      await store.flush()
+      const other = reopen ? await reopen() : store
+      expect((await other.list()).map((r) => [r.name, r.iteration])).toEqual([
+        ['alpha', 1],
+        ['beta', 2],
+      ])
+    })
+
+    it('is seen by a reopened store', async ({ skip }) => {
+      const { store, reopen } = await setup()
+      if (!reopen) return skip('no reopen for this store')
+      const alpha = makeRecord('alpha')
+      const beta = makeRecord('beta', { createdAt: '2025-06-01T00:00:00.000Z', snapshot: null, status: 'queued' })
+      await store.put(alpha)
+      await store.put(beta)
+      await store.flush()
+      const again = await reopen()
+      expect(await again.list()).toEqual([alpha, beta])
+      expect(await again.get('beta')).toEqual(beta)
+      expect(await again.has('alpha')).toBe(true)
+    })
+
+    it('rejects invalid loop names', async () => {
+      const { store } = await setup()
+      for (const bad of ['Upper', 'has space', '-dash-first', '../escape', 'a/b', '', 'x'.repeat(81)]) {
+        await expect(store.put(makeRecord(bad)), bad).rejects.toThrow(`snapshot-store: invalid loop name '${bad}'`)
+        await expect(store.get(bad), bad).rejects.toThrow(`snapshot-store: invalid loop name '${bad}'`)
+      }
+      expect(await store.list()).toEqual([])
+      await store.put(makeRecord('x'.repeat(80)))
+      expect(await store.has('x'.repeat(80))).toBe(true)
+    })
+  })
+}
