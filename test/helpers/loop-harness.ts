@@ -1,0 +1,141 @@
+/**
+ * Runs the real loop machine with the real session runner on scripted scenarios,
+ * recording every model request, in a temp workspace.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { vi } from 'vitest'
+import { createActor, type Actor } from 'xstate'
+import type { ChatRequest, ModelProvider } from '../../adapters/model-provider.ts'
+import { parseScenario } from '../../adapters/scenario.ts'
+import { ScriptedProvider } from '../../adapters/scripted-provider.ts'
+import { loopMachine } from '../../machines/loop.machine.ts'
+import type { LoopContext, LoopInput } from '../../machines/loop.types.ts'
+import { resolveConfig, type LoopOptions } from '../../services/config.ts'
+import { goalTask, parsePlan } from '../../services/plan.ts'
+import { createLoopServices } from '../../services/session-actor.ts'
+import { stateString } from '../../services/views.ts'
+
+export type ScenarioJson = { coder?: unknown[]; auditor?: unknown[] }
+
+export interface Recorded {
+  model: string
+  role: ChatRequest['role']
+  /** The last user or tool message content of the request. */
+  messages: ChatRequest['messages']
+}
+
+export interface Harness {
+  actor: Actor<typeof loopMachine>
+  workspace: string
+  requests: Recorded[]
+  providers: Map<string, ScriptedProvider>
+  /** Every distinct state the loop went through, in order. */
+  states: string[]
+  ctx(): LoopContext
+  state(): string
+  /** Requests of one role, in order. */
+  prompts(role: ChatRequest['role']): string[]
+  cleanup(): Promise<void>
+}
+
+/** A scenario per model spec (`scripted:<key>`); `scenario` alone is served as `scripted:main`. */
+export interface HarnessOptions {
+  scenario?: ScenarioJson
+  scenarios?: Record<string, ScenarioJson>
+  plan?: string
+  goal?: string
+  options?: Omit<LoopOptions, 'models'> & { models?: string[] }
+}
+
+export async function startLoop(opts: HarnessOptions): Promise<Harness> {
+  const workspace = await mkdtemp(join(tmpdir(), 'loopstate-test-'))
+  const scenarios = opts.scenarios ?? { main: opts.scenario ?? {} }
+  const providers = new Map<string, ScriptedProvider>()
+  const requests: Recorded[] = []
+  for (const [key, json] of Object.entries(scenarios)) {
+    providers.set(`scripted:${key}`, new ScriptedProvider(parseScenario(json, `${key}.json`)))
+  }
+  const recording = (spec: string, inner: ModelProvider): ModelProvider => ({
+    scheme: inner.scheme,
+    chat: (req) => {
+      requests.push({ model: spec, role: req.role, messages: req.messages })
+      return inner.chat(req)
+    },
+  })
+  const services = createLoopServices({
+    provider: (_loop, spec) => {
+      const p = providers.get(spec)
+      if (!p) throw new Error(`harness: no scenario for ${spec}`)
+      return { provider: recording(spec, p), model: spec.slice('scripted:'.length) }
+    },
+  })
+  const config = resolveConfig({
+    models: opts.options?.models ?? ['scripted:main'],
+    retryBackoff: { baseMs: 1000, maxMs: 60_000, jitter: 0 },
+    ...opts.options,
+  })
+  const task = opts.goal !== undefined ? goalTask(opts.goal) : parsePlan(opts.plan ?? '# Test plan\n\nDo it.', 'plan.md')
+  const input: LoopInput = { name: 'test-loop', ...task, workspace, config }
+  const actor = createActor(loopMachine.provide(services), { input })
+  const states: string[] = []
+  actor.subscribe({
+    next: (s) => {
+      const v = stateString(s.value)
+      if (states[states.length - 1] !== v) states.push(v)
+    },
+    error: () => {},
+  })
+  actor.start()
+  return {
+    actor,
+    workspace,
+    requests,
+    providers,
+    states,
+    ctx: () => actor.getSnapshot().context,
+    state: () => stateString(actor.getSnapshot().value),
+    prompts: (role) =>
+      requests
+        .filter((r) => r.role === role)
+        .map((r) => r.messages.filter((m) => m.role === 'user').map((m) => m.content).join('\n---\n')),
+    cleanup: async () => {
+      actor.stop()
+      await rm(workspace, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Advances fake time in steps until the loop is done (or `maxMs` of fake time passed). */
+export async function runToEnd(h: Harness, maxMs = 10 * 60_000, stepMs = 100): Promise<LoopContext> {
+  for (let t = 0; t <= maxMs && h.actor.getSnapshot().status !== 'done'; t += stepMs) {
+    await vi.advanceTimersByTimeAsync(stepMs)
+  }
+  if (h.actor.getSnapshot().status !== 'done') throw new Error(`loop still in ${h.state()} after ${maxMs} ms`)
+  return h.ctx()
+}
+
+/** Advances fake time until `predicate` holds. */
+export async function advanceUntil(h: Harness, predicate: () => boolean, maxMs = 60_000, stepMs = 10): Promise<void> {
+  for (let t = 0; t <= maxMs; t += stepMs) {
+    if (predicate()) return
+    await vi.advanceTimersByTimeAsync(stepMs)
+  }
+  throw new Error(`condition not reached within ${maxMs} ms (state ${h.state()})`)
+}
+
+// Scenario entry builders.
+export const text = (t: string, delayMs?: number) => ({ type: 'text', text: t, ...(delayMs ? { delayMs } : {}) })
+export const calls = (list: [string, Record<string, unknown>][], delayMs?: number) => ({
+  type: 'tool_calls',
+  calls: list.map(([name, args]) => ({ name, arguments: args })),
+  ...(delayMs ? { delayMs } : {}),
+})
+export const error = (e: string) => ({ type: 'error', error: e })
+export const hang = () => ({ type: 'hang' })
+export const report = (file: string, message: string, severity: 'bug' | 'warning' = 'bug') =>
+  calls([['report_finding', { file, line: 1, severity, message }]])
+export const resolveF = (id: string) => calls([['resolve_finding', { id }]])
+export const summary = (done = 'it works') =>
+  text(`Looks good.\n\n<!-- summary -->\n### Done\n${done}\n### Deviations\nnone\n### Follow-ups\nnone\n<!-- /summary -->`)
