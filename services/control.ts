@@ -11,11 +11,14 @@ import type { ControlEvent } from '../machines/loop.types.ts'
 
 const CONTROL_TYPES = new Set(['loop.cancel', 'loop.pause', 'loop.resume', 'loop.say'])
 
+let sequence = 0
+
 /** Writes the command atomically (temp file + rename) so the owner never reads half of it. */
 export async function sendCommand(dataDir: string, name: string, event: ControlEvent): Promise<void> {
   const dir = join(dataDir, 'inbox', name)
   await mkdir(dir, { recursive: true })
-  const id = `${Date.now().toString().padStart(15, '0')}-${randomBytes(4).toString('hex')}`
+  // Sorted by name = sent order (time, then this process's sequence).
+  const id = `${Date.now().toString().padStart(15, '0')}-${(sequence++).toString().padStart(6, '0')}-${randomBytes(4).toString('hex')}`
   const tmp = join(dir, `.${id}.tmp`)
   await writeFile(tmp, JSON.stringify(event))
   await rename(tmp, join(dir, `${id}.json`))
