@@ -38,6 +38,12 @@ export interface ChatRequest {
   tools: ToolSpec[]
   /** Aborting it ends the call promptly with a `ProviderError` of code `aborted`. */
   signal: AbortSignal
+  /**
+   * How many earlier calls of this role on this model reached the loop (their
+   * outcome was recorded). Replaying providers (scripted) answer by it, so a
+   * call whose answer was lost in a crash is answered the same way again.
+   */
+  callIndex?: number
   /** Called for every streamed chunk (text or tool call): watchdog activity. */
   onChunk?: (chunk: { text?: string; toolCall?: ToolCall }) => void
 }

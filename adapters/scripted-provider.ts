@@ -38,7 +38,8 @@ export class ScriptedProvider implements ModelProvider {
   async chat(request: ChatRequest): Promise<ChatResponse> {
     const { role, signal } = request
     if (signal.aborted) throw abortedError()
-    const used = this.#cursor[role]
+    // The loop's call index, when given, makes the answer independent of this instance's history.
+    const used = request.callIndex ?? this.#cursor[role]
     const entry = this.#scenario[role][used]
     if (!entry) {
       throw new ProviderError(

@@ -60,8 +60,30 @@ export function initialContext(input: LoopInput, now: number): LoopContext {
     runningSince: null,
     startedAt: now,
     endedAt: null,
+    calls: {},
+    journal: null,
+    stallDeadline: null,
+    retryDeadline: null,
   }
 }
+
+/** The re-prompt after the watchdog aborted a silent model call. */
+export const NUDGE_MESSAGE = 'You have been silent for a while. Continue where you left off.'
+
+/** Key of `context.calls`. */
+export const callKey = (role: Role, model: string) => `${role}:${model}`
+
+const bump = (calls: Record<string, number>, role: Role, model: string) => {
+  const key = callKey(role, model)
+  return { ...calls, [key]: (calls[key] ?? 0) + 1 }
+}
+
+/** Is the loop in a session phase (not backing off) — was a session running when it was saved? */
+const inSession = (context: LoopContext) => context.retryDeadline === null && context.stallDeadline !== null
+
+/** On restore: did the watchdog's deadline pass while the engine was down? */
+const stallPassedWhileDown = (context: LoopContext) =>
+  inSession(context) && context.stallDeadline !== null && context.stallDeadline <= Date.now()
 
 export function roleOfPhase(phase: Phase): Role {
   return phase === 'auditing' || phase === 'finalAuditing' ? 'auditor' : 'coder'
@@ -129,6 +151,8 @@ export function backoffMs(config: LoopContext['config']['retryBackoff'], n: numb
   return Math.max(0, Math.min(config.maxMs, Math.round(jittered)))
 }
 
+const clampDelay = (ms: number) => Math.min(MAX_DELAY_MS, Math.max(0, ms))
+
 /** The section an audit in the current phase judges (null: the whole plan). */
 export const auditSection = (context: LoopContext): number | null =>
   context.task.kind === 'sectioned' && context.phase === 'auditing' ? context.sectionIndex : null
@@ -170,12 +194,13 @@ export const loopMachine = setup({
     }),
   },
   delays: {
-    stallTimeout: ({ context }) => context.config.stallTimeoutMs,
-    retryBackoff: ({ context }) => backoffMs(context.config.retryBackoff, context.errorCount),
-    wallBudget: ({ context }) =>
-      Math.min(MAX_DELAY_MS, Math.max(0, (context.config.budget.maxWallMs ?? MAX_DELAY_MS) - context.wallMs)),
+    stallTimeout: ({ context }) =>
+      clampDelay((context.stallDeadline ?? Date.now() + context.config.stallTimeoutMs) - Date.now()),
+    retryBackoff: ({ context }) => clampDelay((context.retryDeadline ?? Date.now()) - Date.now()),
+    wallBudget: ({ context }) => clampDelay((context.config.budget.maxWallMs ?? MAX_DELAY_MS) - context.wallMs),
   },
   guards: {
+    backoffPending: ({ context }) => context.retryDeadline !== null,
     inCoding: ({ context }) => context.phase === 'coding',
     inAuditing: ({ context }) => context.phase === 'auditing',
     inFinalAuditing: ({ context }) => context.phase === 'finalAuditing',
@@ -185,6 +210,8 @@ export const loopMachine = setup({
     wallBudgetSpent: ({ context }) =>
       context.config.budget.maxWallMs !== undefined && wallNow(context) >= context.config.budget.maxWallMs,
     stallLimitReached: ({ context }) => context.stalls + 1 >= context.config.maxConsecutiveStalls,
+    restoredPastStallLimit: ({ context }) =>
+      stallPassedWhileDown(context) && context.stalls + 1 >= context.config.maxConsecutiveStalls,
     auditClean: ({ context }) => context.lastAudit?.clean === true,
     isSectioned: ({ context }) => context.task.kind === 'sectioned',
     hasNextSection: ({ context }) => context.sectionIndex + 1 < context.sectionStates.length,
@@ -199,10 +226,92 @@ export const loopMachine = setup({
   },
   actions: {
     markRunning: assign({ status: 'running', runningSince: () => Date.now() }),
+    /** Adds the running stretch to wallMs. Not on restore: the time the engine was down is not running time. */
     accrueWall: assign({
-      wallMs: ({ context }) => wallNow(context),
+      wallMs: ({ context, event }) => (event.type === 'loop.restored' ? context.wallMs : wallNow(context)),
       runningSince: null,
     }),
+    /** Brings wallMs up to date so that a crash loses little running time. */
+    tickWall: assign({ wallMs: ({ context }) => wallNow(context), runningSince: () => Date.now() }),
+    armStall: assign({ stallDeadline: ({ context }) => Date.now() + context.config.stallTimeoutMs }),
+    /** A new session's watchdog; a restored one keeps its saved deadline. */
+    armStallIfUnset: assign({
+      stallDeadline: ({ context }) => context.stallDeadline ?? Date.now() + context.config.stallTimeoutMs,
+    }),
+    clearStall: assign({ stallDeadline: null }),
+    armRetry: assign({
+      retryDeadline: ({ context }) => Date.now() + backoffMs(context.config.retryBackoff, context.errorCount),
+    }),
+    clearRetry: assign({ retryDeadline: null }),
+    /**
+     * Re-arms the clocks of a restored loop. A stall deadline that passed while the
+     * engine was down counts as one stall, handled like the nudge it would have been.
+     */
+    resumeClocks: assign(({ context }) => {
+      if (!stallPassedWhileDown(context)) return {}
+      const role = roleOfPhase(context.phase)
+      const callInFlight = context.journal === null || context.journal.running.length === 0
+      const journal =
+        context.journal && callInFlight
+          ? { ...context.journal, messages: [...context.journal.messages, { role: 'user' as const, content: NUDGE_MESSAGE }] }
+          : context.journal
+      return {
+        stalls: context.stalls + 1,
+        stallDeadline: Date.now() + context.config.stallTimeoutMs,
+        calls: callInFlight ? bump(context.calls, role, currentModel(context, role)) : context.calls,
+        journal,
+      }
+    }),
+    startJournal: assign({
+      journal: ({ context, event }) =>
+        event.type === 'session.started'
+          ? {
+              phase: context.phase,
+              iteration: context.iteration,
+              sectionIndex: context.sectionIndex,
+              role: roleOfPhase(context.phase),
+              messages: event.messages,
+              delivered: event.delivered,
+              running: [],
+            }
+          : context.journal,
+    }),
+    journalToolStarted: assign({
+      journal: ({ context, event }) =>
+        event.type === 'session.tool.started' && context.journal
+          ? { ...context.journal, running: [...context.journal.running, event.callId] }
+          : context.journal,
+    }),
+    journalToolFinished: assign({
+      journal: ({ context, event }) =>
+        event.type === 'session.tool.finished' && context.journal
+          ? {
+              ...context.journal,
+              running: context.journal.running.filter((id) => id !== event.callId),
+              messages: [
+                ...context.journal.messages,
+                { role: 'tool' as const, content: event.content, toolCallId: event.callId, toolName: event.name },
+              ],
+            }
+          : context.journal,
+    }),
+    journalNudge: assign(({ context, event }) => {
+      if (event.type !== 'session.nudged') return {}
+      return {
+        calls: bump(context.calls, event.role, event.model),
+        journal: context.journal && {
+          ...context.journal,
+          messages: [...context.journal.messages, { role: 'user' as const, content: event.content }],
+        },
+      }
+    }),
+    journalReprompt: assign({
+      journal: ({ context, event }) =>
+        event.type === 'session.reprompted' && context.journal
+          ? { ...context.journal, messages: [...context.journal.messages, { role: 'user' as const, content: event.content }] }
+          : context.journal,
+    }),
+    endJournal: assign({ journal: null }),
     markPaused: assign({ status: 'paused' }),
     finish: assign({
       status: ({ context }) => STATUS_OF_REASON[context.reason ?? 'completed'],
@@ -212,11 +321,24 @@ export const loopMachine = setup({
     queueMessage: assign({
       inbox: ({ context, event }) => (event.type === 'loop.say' ? [...context.inbox, event.text] : context.inbox),
     }),
-    recordTurn: assign({
-      usage: ({ context, event }) => (event.type === 'session.turn' ? usageAfterTurn(context, event) : context.usage),
-      errorCount: 0,
-      modelFailures: 0,
-      stalls: 0,
+    recordTurn: assign(({ context, event }) => {
+      if (event.type !== 'session.turn') return {}
+      return {
+        usage: usageAfterTurn(context, event),
+        calls: bump(context.calls, event.role, event.model),
+        journal: context.journal && {
+          ...context.journal,
+          messages: [
+            ...context.journal.messages,
+            { role: 'assistant' as const, content: event.message.content, toolCalls: event.message.toolCalls },
+          ],
+        },
+        errorCount: 0,
+        modelFailures: 0,
+        stalls: 0,
+        wallMs: wallNow(context),
+        runningSince: context.runningSince === null ? null : Date.now(),
+      }
     }),
     addFinding: assign({
       findings: ({ context, event }) => {
@@ -276,7 +398,12 @@ export const loopMachine = setup({
     }),
     recordFailure: assign(({ context, event }) => {
       if (event.type !== 'session.failed') return {}
-      return { errorCount: context.errorCount + 1, modelFailures: context.modelFailures + 1, lastError: event.error }
+      return {
+        errorCount: context.errorCount + 1,
+        modelFailures: context.modelFailures + 1,
+        lastError: event.error,
+        calls: event.call ? bump(context.calls, event.call.role, event.call.model) : context.calls,
+      }
     }),
     /** After enough failures on one model, move the failing role to the next model of its chain. */
     maybeFallBack: assign(({ context }) => {
@@ -312,7 +439,20 @@ export const loopMachine = setup({
       },
       on: {
         'loop.cancel': { target: 'cancelled', actions: { type: 'setReason', params: { reason: 'user_cancelled' } } },
-        'loop.pause': { target: 'paused' },
+        'loop.pause': { target: 'paused', actions: 'clearStall' },
+        'loop.restored': [
+          {
+            guard: 'restoredPastStallLimit',
+            target: 'stalled',
+            actions: ['countStall', { type: 'setReason', params: { reason: 'stall_timeout' } }],
+          },
+          { target: '#loop.running', reenter: true, actions: 'resumeClocks' },
+        ],
+        'session.started': { actions: 'startJournal' },
+        'session.tool.started': { actions: 'journalToolStarted' },
+        'session.tool.finished': { actions: 'journalToolFinished' },
+        'session.nudged': { actions: 'journalNudge' },
+        'session.reprompted': { actions: 'journalReprompt' },
         'loop.say': { actions: 'queueMessage' },
         'session.turn': [
           { guard: 'turnExceedsBudget', target: 'errored', actions: ['recordTurn', { type: 'setReason', params: { reason: 'budget_exhausted' } }] },
@@ -326,6 +466,7 @@ export const loopMachine = setup({
         /** Routes to the state of the saved phase (start, resume, retry). */
         dispatching: {
           always: [
+            { guard: 'backoffPending', target: 'backingOff' },
             { guard: 'inAuditing', target: 'auditing' },
             { guard: 'inFinalAuditing', target: 'finalAuditing' },
             { guard: 'inFinalAuditFix', target: 'finalAuditFix' },
@@ -381,11 +522,11 @@ export const loopMachine = setup({
             { guard: 'errorIsNoOutput', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'no_output' } } },
             { guard: 'errorIsFatal', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'provider_fatal' } } },
             { guard: 'retriesExhausted', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'error_max_retries' } } },
-            { target: 'backingOff', actions: 'maybeFallBack' },
+            { target: 'backingOff', actions: ['maybeFallBack', 'armRetry'] },
           ],
         },
         backingOff: {
-          after: { retryBackoff: 'dispatching' },
+          after: { retryBackoff: { target: 'dispatching', actions: 'clearRetry' } },
         },
       },
     },
@@ -404,7 +545,15 @@ export const loopMachine = setup({
   },
 })
 
-type PhaseEndAction = 'consumeDelivered' | 'recordCoderReply' | 'enterAuditing' | 'enterFinalAuditing' | 'recordAudit'
+type PhaseEndAction =
+  | 'consumeDelivered'
+  | 'recordCoderReply'
+  | 'enterAuditing'
+  | 'enterFinalAuditing'
+  | 'recordAudit'
+  | 'endJournal'
+  | 'clearStall'
+  | 'tickWall'
 
 /**
  * A phase that runs one session with a watchdog child: activity re-enters
@@ -425,21 +574,26 @@ function sessionState(
         context,
       }),
     },
+    entry: 'armStallIfUnset' as const,
     initial: 'watching' as const,
     states: {
       watching: {
-        on: { 'session.activity': { target: 'watching', reenter: true } },
+        on: { 'session.activity': { target: 'watching', reenter: true, actions: 'armStall' } },
         after: {
           stallTimeout: [
-            { guard: 'stallLimitReached', target: '#loop.stalled', actions: ['countStall', { type: 'setReason', params: { reason: 'stall_timeout' } }] },
-            { target: 'watching', reenter: true, actions: ['countStall', 'nudgeSession'] },
+            {
+              guard: 'stallLimitReached',
+              target: '#loop.stalled',
+              actions: ['countStall', { type: 'setReason', params: { reason: 'stall_timeout' } }],
+            },
+            { target: 'watching', reenter: true, actions: ['countStall', 'armStall', 'nudgeSession'] },
           ],
         },
       },
     },
     on: {
-      'session.done': onDone,
-      'session.failed': { target: 'failed', actions: 'recordFailure' },
+      'session.done': { target: onDone.target, actions: [...onDone.actions, 'endJournal', 'clearStall', 'tickWall'] },
+      'session.failed': { target: 'failed', actions: ['recordFailure', 'clearStall', 'tickWall'] },
     },
   } as const
 }

@@ -1,5 +1,5 @@
 /** Types shared by the loop statechart, the services that run it and the stores that save it. */
-import type { Role } from '../adapters/model-provider.ts'
+import type { ChatMessage, Role, ToolCall } from '../adapters/model-provider.ts'
 
 export type Phase = 'coding' | 'auditing' | 'finalAuditing' | 'finalAuditFix'
 export type LoopKind = 'plain' | 'sectioned' | 'goal'
@@ -179,6 +179,24 @@ export interface AuditRecord {
   blocking: number
 }
 
+/**
+ * The running session's journal: its transcript as far as it got. A session
+ * restored (after a restart, a pause or a retry in the same phase) continues
+ * after its last completed turn instead of starting over.
+ */
+export interface SessionJournal {
+  phase: Phase
+  iteration: number
+  sectionIndex: number
+  role: Role
+  /** System and user prompt, then every completed assistant turn, tool result and re-prompt. */
+  messages: ChatMessage[]
+  /** Inbox messages the prompt carried. */
+  delivered: number
+  /** Tool calls started and not recorded as finished. */
+  running: string[]
+}
+
 export interface LoopContext extends LoopInput {
   status: LoopStatus
   reason: LoopReason | null
@@ -214,17 +232,42 @@ export interface LoopContext extends LoopInput {
   runningSince: number | null
   startedAt: number
   endedAt: number | null
+  /** Model calls whose outcome reached the loop, per `role:modelSpec` (replaying providers answer by it). */
+  calls: Record<string, number>
+  journal: SessionJournal | null
+  /** Epoch ms at which the watchdog fires unless there is activity; null outside sessions. */
+  stallDeadline: number | null
+  /** Epoch ms at which the retry in backoff starts; null when not backing off. */
+  retryDeadline: number | null
 }
 
 /** Sent by the session actor to the loop. */
 export type SessionEvent =
   | { type: 'session.activity' }
-  | { type: 'session.turn'; role: Role; model: string; inputTokens: number; outputTokens: number; durationMs: number }
+  /** A fresh session's prompt (the journal starts). */
+  | { type: 'session.started'; messages: ChatMessage[]; delivered: number }
+  /** A model call completed. */
+  | {
+      type: 'session.turn'
+      role: Role
+      model: string
+      inputTokens: number
+      outputTokens: number
+      durationMs: number
+      message: { content: string; toolCalls: ToolCall[] }
+    }
+  | { type: 'session.tool.started'; callId: string }
+  | { type: 'session.tool.finished'; callId: string; name: string; content: string }
+  /** A model call was aborted by the watchdog's nudge; the session re-prompts with `content`. */
+  | { type: 'session.nudged'; role: Role; model: string; content: string }
+  /** The session added a user message of its own (e.g. asking for a missing reply). */
+  | { type: 'session.reprompted'; content: string }
   | { type: 'session.finding.reported'; finding: Finding }
   | { type: 'session.finding.resolved'; id: string }
   /** `delivered`: how many inbox messages the session's prompt carried (they are dropped from the inbox). */
   | { type: 'session.done'; text: string; delivered: number }
-  | { type: 'session.failed'; error: LoopError }
+  /** `call`: the failing model call, when the failure was a call's outcome (it counts as a call). */
+  | { type: 'session.failed'; error: LoopError; call?: { role: Role; model: string } }
 
 /** Sent by users (API, CLI) to the loop. */
 export type ControlEvent =
@@ -233,7 +276,10 @@ export type ControlEvent =
   | { type: 'loop.resume' }
   | { type: 'loop.say'; text: string }
 
-export type LoopEvent = SessionEvent | ControlEvent
+/** Sent by the engine right after restoring an actor from a snapshot: re-arms timers and restarts the session. */
+export type EngineEvent = { type: 'loop.restored' }
+
+export type LoopEvent = SessionEvent | ControlEvent | EngineEvent
 
 /** Input of the session actor. */
 export interface SessionInput {

@@ -10,10 +10,6 @@ export interface Prompt {
   delivered: number
 }
 
-export const NUDGE_MESSAGE = 'You have been silent for a while. Continue where you left off.'
-export const EMPTY_REPLY_MESSAGE =
-  'You ended your turn without a reply. Reply now with a short account of what you did.'
-
 const CODER_SYSTEM = [
   'You are the coder of a work loop. Work in the workspace with your tools (paths are relative to the workspace).',
   'Make the changes the task asks for, then reply with a short account of what you changed.',

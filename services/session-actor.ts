@@ -1,11 +1,11 @@
 /** The session actor the loop machine invokes by name, and the services bundle to `.provide()`. */
 import { fromCallback } from 'xstate'
 import { ProviderError, type ModelProvider } from '../adapters/model-provider.ts'
-import { auditSection } from '../machines/loop.machine.ts'
-import type { LoopError, LoopEvent, SessionCommand, SessionInput } from '../machines/loop.types.ts'
+import { auditSection, callKey } from '../machines/loop.machine.ts'
+import type { LoopContext, LoopError, LoopEvent, Phase, SessionCommand, SessionInput } from '../machines/loop.types.ts'
 import { createFindingsLedger } from './findings-tools.ts'
 import { buildPrompt } from './prompts.ts'
-import { ModelSession } from './session.ts'
+import { ModelSession, type SessionStart } from './session.ts'
 import { toolsFor } from './tools.ts'
 
 export interface LoopServiceDeps {
@@ -22,10 +22,21 @@ export function toLoopError(err: unknown): LoopError {
   return { name: e.name, message: e.message, code: 'internal', retryable: false }
 }
 
+/** The journal to continue, if the saved one belongs to this phase; else a fresh prompt. */
+function sessionStart(context: LoopContext, input: SessionInput): { start: SessionStart; delivered: number } {
+  const j = context.journal
+  if (j && j.phase === input.phase && j.iteration === context.iteration && j.sectionIndex === context.sectionIndex) {
+    return { start: { kind: 'resume', messages: j.messages, running: j.running }, delivered: j.delivered }
+  }
+  const prompt = buildPrompt(context, input.role, input.phase as Phase)
+  return { start: { kind: 'fresh', system: prompt.system, user: prompt.user }, delivered: prompt.delivered }
+}
+
 export function createSessionLogic(deps: LoopServiceDeps) {
   return fromCallback<SessionCommand, SessionInput>(({ input, sendBack, receive }) => {
     const controller = new AbortController()
-    const { context, role, phase } = input
+    const { context, role } = input
+    const spec = input.model
     const send = (event: LoopEvent) => {
       if (!controller.signal.aborted) sendBack(event)
     }
@@ -42,27 +53,41 @@ export function createSessionLogic(deps: LoopServiceDeps) {
       if (command.type === 'session.nudge') session?.nudge()
     })
     const run = async () => {
-      const { provider, model } = deps.provider(context.name, input.model)
-      const prompt = buildPrompt(context, role, phase)
+      const { provider, model } = deps.provider(context.name, spec)
+      const { start, delivered } = sessionStart(context, input)
       session = new ModelSession({
         provider,
         model,
         role,
-        system: prompt.system,
-        user: prompt.user,
+        start,
+        callIndex: context.calls[callKey(role, spec)] ?? 0,
         tools: toolsFor(role, context.config.runCommand),
         toolContext: { workspace: context.workspace, role, findings, runCommand: context.config.runCommand },
         signal: controller.signal,
         maxTurns: context.config.maxTurnsPerSession,
-        onActivity: () => send({ type: 'session.activity' }),
-        onTurn: (usage) => send({ type: 'session.turn', role, model: input.model, ...usage }),
+        observer: {
+          started: (messages) => send({ type: 'session.started', messages, delivered }),
+          activity: () => send({ type: 'session.activity' }),
+          turn: (usage, message) => send({ type: 'session.turn', role, model: spec, ...usage, message }),
+          toolStarted: (callId) => send({ type: 'session.tool.started', callId }),
+          toolFinished: (callId, name, content) => send({ type: 'session.tool.finished', callId, name, content }),
+          nudged: (content) => send({ type: 'session.nudged', role, model: spec, content }),
+          reprompted: (content) => send({ type: 'session.reprompted', content }),
+        },
       })
       const text = await session.run()
-      send({ type: 'session.done', text, delivered: prompt.delivered })
+      send({ type: 'session.done', text, delivered })
     }
     // Started on a later tick so that nothing is sent back while the parent is still entering the state.
-    const started = Promise.resolve().then(run)
-    started.catch((err: unknown) => send({ type: 'session.failed', error: toLoopError(err) }))
+    Promise.resolve()
+      .then(run)
+      .catch((err: unknown) =>
+        send({
+          type: 'session.failed',
+          error: toLoopError(err),
+          ...(session?.failedOnCall ? { call: { role, model: spec } } : {}),
+        }),
+      )
     return () => controller.abort()
   })
 }

@@ -323,21 +323,20 @@ describe('loop: watchdog', () => {
   })
 
   it('treats streamed chunks and tool calls as activity', async () => {
+    // The timed part uses the findings tools, which do no file I/O: fake time must not run ahead of real I/O.
+    const warn = (m: string) => calls([['report_finding', { file: 'a', line: 1, severity: 'warning', message: m }]], 800)
     h = await startLoop({
       options: { stallTimeoutMs: 1000 },
       scenario: {
-        coder: [
-          calls([['list_files', {}]], 800),
-          calls([['list_files', {}]], 800),
-          calls([['list_files', {}]], 800),
-          text('done', 800),
-        ],
-        auditor: [text('ok', 800)],
+        coder: [text('done', 800)],
+        auditor: [warn('one'), warn('two'), warn('three'), text('fine', 800)],
       },
     })
     const ctx = await runToEnd(h, 60_000, 50)
     expect(ctx.reason).toBe('completed')
+    expect(ctx.stalls).toBe(0)
     expect(h.requests).toHaveLength(5) // no nudge ever happened
+    expect(ctx.findings).toHaveLength(3)
   })
 
   it('ends with stall_timeout at the stall limit', async () => {
@@ -355,9 +354,9 @@ describe('loop: watchdog', () => {
 })
 
 describe('loop: talking to a running loop', () => {
-  it('pauses (aborting the call) and resumes in the same phase', async () => {
+  it('pauses (aborting the call) and resumes in the same phase, asking the aborted call again', async () => {
     h = await startLoop({
-      scenario: { coder: [text('slow', 5000), text('after resume')], auditor: [text('ok')] },
+      scenario: { coder: [text('answer', 5000), text('never asked')], auditor: [text('ok')] },
     })
     const harness = h
     await vi.advanceTimersByTimeAsync(100)
@@ -371,7 +370,9 @@ describe('loop: talking to a running loop', () => {
     expect(harness.state()).toBe('running.coding.watching')
     const ctx = await runToEnd(harness)
     expect(ctx.reason).toBe('completed')
-    expect(ctx.lastCoderReply).toBe('after resume')
+    // the aborted call's outcome never reached the loop: it is made again and answered the same
+    expect(ctx.lastCoderReply).toBe('answer')
+    expect(ctx.calls).toEqual({ 'coder:scripted:main': 1, 'auditor:scripted:main': 1 })
   })
 
   const phases: [string, string, Parameters<typeof startLoop>[0]][] = [
