@@ -4,18 +4,23 @@
  * lowdb's steno writer makes each write atomic (temp file + rename) and serializes
  * the writes of one file, keeping only the latest pending one.
  */
-import { mkdir, readdir, readFile, stat } from 'node:fs/promises'
+import { appendFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Low } from 'lowdb'
 import { JSONFile } from 'lowdb/node'
 import { assertLoopName, byCreatedAt } from './memory-store.ts'
-import { SCHEMA_VERSION, type LoopRecord, type SnapshotStore } from './snapshot-store.ts'
+import { migrateRecord } from './migrations.ts'
+import type { HistoryEntry, LoopRecord, SnapshotStore } from './snapshot-store.ts'
 
 /** Loop files; steno's temp files (`.<name>.json.tmp`) and anything else do not match. */
 const LOOP_FILE = /^([a-z0-9][a-z0-9-]{0,79})\.json$/
 
 export interface JsonStoreOptions {
-  /** Told (one line naming the file) about each file `list()` skips: unparseable, too new, not a record. */
+  /**
+   * Told (one line naming the file) about each file `list()` skips: unparseable,
+   * of an unknown schema version, not a record. Such a file is moved aside
+   * (renamed `<name>.json.quarantined-<time>`) and never overwritten.
+   */
   onProblem?: (message: string) => void
 }
 
@@ -31,9 +36,16 @@ export class JsonStore implements SnapshotStore {
   /** The latest write of each loop still in flight. */
   readonly #pending = new Map<string, Promise<void>>()
   #dirReady: Promise<unknown> | null = null
+  /** Directory of the history logs (`<name>.jsonl`). */
+  readonly historyDir: string
+  /** Lines in each history log this process knows of (read once, then counted). */
+  readonly #historyLines = new Map<string, number>()
+  /** Appends per loop, chained so that lines land in order. */
+  readonly #historyWrites = new Map<string, Promise<void>>()
 
   constructor(dir: string, options: JsonStoreOptions = {}) {
     this.loopsDir = join(dir, 'loops')
+    this.historyDir = join(dir, 'history')
     this.#onProblem = options.onProblem ?? (() => {})
   }
 
@@ -74,11 +86,25 @@ export class JsonStore implements SnapshotStore {
     const names = files.flatMap((file) => LOOP_FILE.exec(file)?.[1] ?? [])
     const results = await Promise.all(names.map((name) => this.#read(name)))
     const records: LoopRecord[] = []
-    for (const result of results) {
-      if ('problem' in result) this.#onProblem(result.problem)
+    for (const [i, result] of results.entries()) {
+      if ('problem' in result) this.#onProblem(await this.#quarantine(names[i]!, result.problem))
       else if (result.record) records.push(result.record)
     }
     return records.sort(byCreatedAt)
+  }
+
+  async appendHistory(name: string, entries: HistoryEntry[], keep: number): Promise<void> {
+    assertLoopName(name)
+    const previous = this.#historyWrites.get(name) ?? Promise.resolve()
+    const next = previous.catch(() => {}).then(() => this.#append(name, entries, keep))
+    this.#historyWrites.set(name, next)
+    return next
+  }
+
+  async history(name: string): Promise<HistoryEntry[]> {
+    assertLoopName(name)
+    await this.#historyWrites.get(name)?.catch(() => {})
+    return readHistory(this.#historyPath(name))
   }
 
   async has(name: string): Promise<boolean> {
@@ -93,7 +119,44 @@ export class JsonStore implements SnapshotStore {
   }
 
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.#pending.values()])
+    await Promise.allSettled([...this.#pending.values(), ...this.#historyWrites.values()])
+  }
+
+  #historyPath(name: string): string {
+    return join(this.historyDir, `${name}.jsonl`)
+  }
+
+  async #append(name: string, entries: HistoryEntry[], keep: number): Promise<void> {
+    if (entries.length === 0) return
+    const path = this.#historyPath(name)
+    let lines = this.#historyLines.get(name)
+    if (lines === undefined) {
+      await mkdir(this.historyDir, { recursive: true })
+      lines = (await readHistory(path)).length
+    }
+    await appendFile(path, entries.map((e) => `${JSON.stringify(e)}\n`).join(''))
+    lines += entries.length
+    // Compact only when the log is half again past the limit: appends stay O(1) amortized.
+    if (lines > keep + Math.max(16, keep >> 1)) {
+      const kept = (await readHistory(path)).slice(-keep)
+      const tmp = join(this.historyDir, `.${name}.jsonl.tmp`)
+      await writeFile(tmp, kept.map((e) => `${JSON.stringify(e)}\n`).join(''))
+      await rename(tmp, path)
+      lines = kept.length
+    }
+    this.#historyLines.set(name, lines)
+  }
+
+  /** Moves a bad loop file aside; returns the problem with where the file went. */
+  async #quarantine(name: string, problem: string): Promise<string> {
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-')
+    const aside = `${this.pathOf(name)}.quarantined-${stamp}`
+    try {
+      await rename(this.pathOf(name), aside)
+      return `${problem}; moved aside to ${aside}`
+    } catch (err) {
+      return `${problem}; could not move it aside (${(err as Error).message})`
+    }
   }
 
   async #write(record: LoopRecord): Promise<void> {
@@ -127,24 +190,39 @@ export class JsonStore implements SnapshotStore {
     } catch {
       return { problem: `snapshot-store: ${path}: not valid JSON` }
     }
-    const problem = checkRecord(json, name)
-    return problem ? { problem: `snapshot-store: ${path}: ${problem}` } : { record: json as LoopRecord }
+    const checked = checkRecord(json, name)
+    return 'problem' in checked ? { problem: `snapshot-store: ${path}: ${checked.problem}` } : checked
   }
 }
 
-/** What is wrong with a parsed loop file, or null. */
-function checkRecord(json: unknown, name: string): string | null {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return 'not a loop record'
+/** The entries of a history log; a torn last line (a crash mid-append) is skipped. */
+async function readHistory(path: string): Promise<HistoryEntry[]> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw err
+  }
+  const entries: HistoryEntry[] = []
+  for (const line of text.split('\n')) {
+    if (line === '') continue
+    try {
+      entries.push(JSON.parse(line) as HistoryEntry)
+    } catch {
+      // torn line
+    }
+  }
+  return entries
+}
+
+/** The record, migrated to the current schema, or what is wrong with the parsed file. */
+function checkRecord(json: unknown, name: string): { record: LoopRecord } | { problem: string } {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return { problem: 'not a loop record' }
   const r = json as Partial<Record<keyof LoopRecord, unknown>>
-  if (typeof r.schemaVersion !== 'number' || typeof r.name !== 'string' || typeof r.createdAt !== 'string') {
-    return 'not a loop record'
+  if (!Number.isInteger(r.schemaVersion) || typeof r.name !== 'string' || typeof r.createdAt !== 'string') {
+    return { problem: 'not a loop record' }
   }
-  if (r.schemaVersion > SCHEMA_VERSION) {
-    return `schema version ${r.schemaVersion} is newer than this loopstate supports (${SCHEMA_VERSION}); upgrade loopstate`
-  }
-  if (r.schemaVersion < SCHEMA_VERSION) {
-    return `schema version ${r.schemaVersion} is older than ${SCHEMA_VERSION} and no migration exists`
-  }
-  if (r.name !== name) return `record name '${r.name}' does not match the file name`
-  return null
+  if (r.name !== name) return { problem: `record name '${r.name}' does not match the file name` }
+  return migrateRecord(json as Record<string, unknown>)
 }

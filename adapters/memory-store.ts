@@ -1,5 +1,5 @@
 /** In-memory `SnapshotStore`: for tests and throwaway runs. Records are copied in and out. */
-import type { LoopRecord, SnapshotStore } from './snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, SnapshotStore } from './snapshot-store.ts'
 
 /** Loop names: lowercase letters, digits and dashes, 1–80 characters, not starting with a dash. */
 export const LOOP_NAME = /^[a-z0-9][a-z0-9-]{0,79}$/
@@ -19,6 +19,7 @@ export function byCreatedAt(a: LoopRecord, b: LoopRecord): number {
 /** A `SnapshotStore` kept in a Map; `structuredClone` on the way in and out. */
 export class MemoryStore implements SnapshotStore {
   readonly #records = new Map<string, LoopRecord>()
+  readonly #history = new Map<string, HistoryEntry[]>()
 
   async get(name: string): Promise<LoopRecord | null> {
     assertLoopName(name)
@@ -33,6 +34,17 @@ export class MemoryStore implements SnapshotStore {
 
   async list(): Promise<LoopRecord[]> {
     return [...this.#records.values()].map((r) => structuredClone(r)).sort(byCreatedAt)
+  }
+
+  async appendHistory(name: string, entries: HistoryEntry[], keep: number): Promise<void> {
+    assertLoopName(name)
+    const log = (this.#history.get(name) ?? []).concat(structuredClone(entries))
+    this.#history.set(name, log.length > keep ? log.slice(log.length - keep) : log)
+  }
+
+  async history(name: string): Promise<HistoryEntry[]> {
+    assertLoopName(name)
+    return structuredClone(this.#history.get(name) ?? [])
   }
 
   async has(name: string): Promise<boolean> {

@@ -6,7 +6,7 @@
 import type { LoopReason, LoopStatus, Phase } from '../machines/loop.types.ts'
 
 /** Current version of the record layout (and of the snapshot inside it). */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 /** A loop as saved: summary fields for listing plus the actor's persisted snapshot. */
 export interface LoopRecord {
@@ -24,6 +24,22 @@ export interface LoopRecord {
   snapshot: unknown
 }
 
+/** One line of a loop's append-only history: a transition, and at phase boundaries the snapshot after it. */
+export interface HistoryEntry {
+  /** 1-based, increasing per loop; kept across restarts. */
+  seq: number
+  /** ISO time. */
+  at: string
+  /** Type of the event that moved the loop (`session.done`, `loop.pause`, `xstate.init` …). */
+  event: string
+  from: string
+  to: string
+  iteration: number
+  phase: Phase
+  /** The persisted snapshot after the transition, at phase boundaries only (what `fork --at` starts from). */
+  snapshot?: unknown
+}
+
 export interface SnapshotStore {
   /** The record, or null when there is none. */
   get(name: string): Promise<LoopRecord | null>
@@ -33,6 +49,13 @@ export interface SnapshotStore {
   list(): Promise<LoopRecord[]>
   /** Names in use (for unique naming). */
   has(name: string): Promise<boolean>
+  /**
+   * Appends to the loop's history (O(1) in the history's size), keeping about the
+   * last `keep` entries: older ones are dropped once the log grows well past it.
+   */
+  appendHistory(name: string, entries: HistoryEntry[], keep: number): Promise<void>
+  /** The loop's history, oldest first (empty when there is none). */
+  history(name: string): Promise<HistoryEntry[]>
   /** Waits for pending writes to land. */
   flush(): Promise<void>
 }

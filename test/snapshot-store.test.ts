@@ -1,10 +1,13 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { JsonStore } from '../adapters/json-store.ts'
 import { MemoryStore } from '../adapters/memory-store.ts'
+import { SCHEMA_VERSION } from '../adapters/snapshot-store.ts'
 import { makeRecord, snapshotStoreContract } from './contracts/snapshot-store.contract.ts'
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'loopstate-store-'))
@@ -46,35 +49,47 @@ describe('JsonStore', () => {
     expect((await stat(join(dir, 'loops', 'alpha.json'))).isFile()).toBe(true)
   })
 
-  it('skips a corrupt file in list, reports it, throws on get, and never overwrites it', async () => {
+  it('moves a corrupt file aside in list, reports it in one line, and never overwrites it', async () => {
     const dir = await tempDir()
     const problems: string[] = []
     const store = new JsonStore(dir, { onProblem: (message) => problems.push(message) })
     await store.put(makeRecord('good'))
     const broken = join(dir, 'loops', 'broken.json')
     await writeFile(broken, '{"schemaVersion": 1, "name": "bro')
+    await expect(store.get('broken')).rejects.toThrow(`snapshot-store: ${broken}: not valid JSON`)
 
     expect((await store.list()).map((r) => r.name)).toEqual(['good'])
-    expect(problems).toEqual([`snapshot-store: ${broken}: not valid JSON`])
-    await expect(store.get('broken')).rejects.toThrow(`snapshot-store: ${broken}: not valid JSON`)
-    expect(await store.has('broken')).toBe(true)
-    expect(await readFile(broken, 'utf8')).toBe('{"schemaVersion": 1, "name": "bro')
+    expect(problems).toHaveLength(1)
+    expect(problems[0]).toMatch(new RegExp(`^snapshot-store: ${escape(broken)}: not valid JSON; moved aside to ${escape(broken)}\\.quarantined-[0-9T-]+Z$`))
+    const aside = problems[0]!.split('moved aside to ')[1]!
+    expect(await readFile(aside, 'utf8')).toBe('{"schemaVersion": 1, "name": "bro')
+    // the name is free again; a new loop of that name does not touch the quarantined file
+    expect(await store.get('broken')).toBeNull()
+    await store.put(makeRecord('broken'))
+    expect(await readFile(aside, 'utf8')).toBe('{"schemaVersion": 1, "name": "bro')
+    expect((await store.list()).map((r) => r.name).sort()).toEqual(['broken', 'good'])
   })
 
-  it('refuses a record from a newer schema version with a clear message', async () => {
+  it('refuses and moves aside a record of a newer or unknown schema version', async () => {
     const dir = await tempDir()
     const problems: string[] = []
     const store = new JsonStore(dir, { onProblem: (message) => problems.push(message) })
+    const future = store.pathOf('future')
+    const ancient = store.pathOf('ancient')
     await store.put(makeRecord('future'))
-    const path = store.pathOf('future')
-    await writeFile(path, JSON.stringify(makeRecord('future', { schemaVersion: 2 })))
-    const message = `snapshot-store: ${path}: schema version 2 is newer than this loopstate supports (1); upgrade loopstate`
+    await writeFile(future, JSON.stringify(makeRecord('future', { schemaVersion: SCHEMA_VERSION + 1 })))
+    await writeFile(ancient, JSON.stringify(makeRecord('ancient', { schemaVersion: 0 })))
+    const tooNew = `snapshot-store: ${future}: schema version ${SCHEMA_VERSION + 1} is newer than this loopstate supports (${SCHEMA_VERSION}); upgrade loopstate`
+    await expect(store.get('future')).rejects.toThrow(tooNew)
+    await expect(store.get('ancient')).rejects.toThrow(`snapshot-store: ${ancient}: schema version 0 is unknown`)
     expect(await store.list()).toEqual([])
-    expect(problems).toEqual([message])
-    await expect(store.get('future')).rejects.toThrow(message)
+    expect(problems.sort()).toEqual([
+      expect.stringMatching(new RegExp(`^snapshot-store: ${escape(ancient)}: schema version 0 is unknown .*; moved aside to `)),
+      expect.stringMatching(new RegExp(`^${escape(tooNew)}; moved aside to `)),
+    ])
   })
 
-  it('reports a JSON file that is not a loop record', async () => {
+  it('reports and moves aside a JSON file that is not a loop record', async () => {
     const dir = await tempDir()
     const problems: string[] = []
     const store = new JsonStore(dir, { onProblem: (message) => problems.push(message) })
@@ -82,11 +97,49 @@ describe('JsonStore', () => {
     await writeFile(join(dir, 'loops', 'notes.json'), '[1, 2]')
     await writeFile(join(dir, 'loops', 'renamed.json'), JSON.stringify(makeRecord('original')))
     expect(await store.list()).toEqual([])
-    expect(problems.sort()).toEqual([
+    expect(problems.sort().map((p) => p.split('; moved aside to ')[0])).toEqual([
       `snapshot-store: ${join(dir, 'loops', 'notes.json')}: not a loop record`,
       `snapshot-store: ${join(dir, 'loops', 'renamed.json')}: record name 'original' does not match the file name`,
     ])
   })
+
+  it('migrates a record of the previous schema version when reading it', async () => {
+    const dir = await tempDir()
+    const store = new JsonStore(dir)
+    await mkdir(join(dir, 'loops'), { recursive: true })
+    const v1 = await readFile(new URL('./fixtures/v1-record.json', import.meta.url), 'utf8')
+    await writeFile(store.pathOf('fix-the-greeting'), v1)
+    const record = await store.get('fix-the-greeting')
+    expect(record).toMatchObject({ schemaVersion: SCHEMA_VERSION, name: 'fix-the-greeting', status: 'running' })
+    expect((record!.snapshot as { context: Record<string, unknown> }).context).toMatchObject({
+      calls: {},
+      journal: null,
+      stallDeadline: null,
+      retryDeadline: null,
+      iteration: 2,
+    })
+    // reading does not rewrite the file; the next put saves the new version
+    expect(JSON.parse(await readFile(store.pathOf('fix-the-greeting'), 'utf8')).schemaVersion).toBe(1)
+  })
+
+  it('appends history in order, reads it back, and compacts it past the limit', async () => {
+    const dir = await tempDir()
+    const store = new JsonStore(dir)
+    const entry = (seq: number) => ({ seq, at: 't', event: 'e', from: 'a', to: 'b', iteration: 1, phase: 'coding' as const })
+    await Promise.all([store.appendHistory('h', [entry(1), entry(2)], 10), store.appendHistory('h', [entry(3)], 10)])
+    expect((await store.history('h')).map((e) => e.seq)).toEqual([1, 2, 3])
+    for (let i = 4; i <= 40; i++) await store.appendHistory('h', [entry(i)], 10)
+    const kept = (await store.history('h')).map((e) => e.seq)
+    expect(kept[kept.length - 1]).toBe(40)
+    expect(kept.length).toBeGreaterThanOrEqual(10)
+    expect(kept.length).toBeLessThanOrEqual(10 + 16)
+    expect(kept).toEqual([...kept].sort((a, b) => a - b))
+    // a torn last line (crash mid-append) is skipped
+    await appendFile(join(dir, 'history', 'h.jsonl'), '{"seq": 41, "at"')
+    expect((await new JsonStore(dir).history('h')).map((e) => e.seq).pop()).toBe(40)
+    expect(await store.history('none')).toEqual([])
+  })
+
 
   it("ignores steno's temp files and other files in loops/", async () => {
     const dir = await tempDir()

@@ -1,0 +1,45 @@
+/**
+ * Record migrations: every schema version loopstate has shipped is brought up to
+ * SCHEMA_VERSION here, one step at a time. A version with no path is refused.
+ */
+import { SCHEMA_VERSION, type LoopRecord } from './snapshot-store.ts'
+
+type Json = Record<string, unknown>
+
+/** Step from version N to N + 1, keyed by N. Each step returns a new object. */
+const STEPS: Record<number, (record: Json) => Json> = {
+  /** 1 → 2: the session journal, per-model call counts and the durable deadlines joined the context. */
+  1: (record) => {
+    const snapshot = record.snapshot as Json | null
+    if (!snapshot || typeof snapshot !== 'object' || typeof snapshot.context !== 'object') {
+      return { ...record, schemaVersion: 2 }
+    }
+    const context = snapshot.context as Json
+    return {
+      ...record,
+      schemaVersion: 2,
+      snapshot: {
+        ...snapshot,
+        context: { ...context, calls: {}, journal: null, stallDeadline: null, retryDeadline: null },
+      },
+    }
+  },
+}
+
+/**
+ * Brings a parsed record to SCHEMA_VERSION. Returns a problem (one phrase) instead
+ * when the version is unknown or newer than this loopstate.
+ */
+export function migrateRecord(json: Json): { record: LoopRecord } | { problem: string } {
+  let record = json
+  const from = record.schemaVersion as number
+  if (from > SCHEMA_VERSION) {
+    return { problem: `schema version ${from} is newer than this loopstate supports (${SCHEMA_VERSION}); upgrade loopstate` }
+  }
+  while ((record.schemaVersion as number) < SCHEMA_VERSION) {
+    const step = STEPS[record.schemaVersion as number]
+    if (!step) return { problem: `schema version ${record.schemaVersion} is unknown (no migration to ${SCHEMA_VERSION})` }
+    record = step(record)
+  }
+  return { record: record as unknown as LoopRecord }
+}
