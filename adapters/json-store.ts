@@ -10,7 +10,7 @@ import { Low } from 'lowdb'
 import { JSONFile } from 'lowdb/node'
 import { assertLoopName, byCreatedAt } from './memory-store.ts'
 import { migrateRecord } from './migrations.ts'
-import type { HistoryEntry, LoopRecord, SnapshotStore } from './snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from './snapshot-store.ts'
 
 /** Loop files; steno's temp files (`.<name>.json.tmp`) and anything else do not match. */
 const LOOP_FILE = /^([a-z0-9][a-z0-9-]{0,79})\.json$/
@@ -38,8 +38,8 @@ export class JsonStore implements SnapshotStore {
   #dirReady: Promise<unknown> | null = null
   /** Directory of the history logs (`<name>.jsonl`). */
   readonly historyDir: string
-  /** Lines in each history log this process knows of (read once, then counted). */
-  readonly #historyLines = new Map<string, number>()
+  /** Lines and last seq of each history log this process knows of (read once, then counted). */
+  readonly #historyState = new Map<string, { lines: number; seq: number }>()
   /** Appends per loop, chained so that lines land in order. */
   readonly #historyWrites = new Map<string, Promise<void>>()
 
@@ -93,7 +93,7 @@ export class JsonStore implements SnapshotStore {
     return records.sort(byCreatedAt)
   }
 
-  async appendHistory(name: string, entries: HistoryEntry[], keep: number): Promise<void> {
+  async appendHistory(name: string, entries: NewHistoryEntry[], keep: number): Promise<void> {
     assertLoopName(name)
     const previous = this.#historyWrites.get(name) ?? Promise.resolve()
     const next = previous.catch(() => {}).then(() => this.#append(name, entries, keep))
@@ -126,16 +126,19 @@ export class JsonStore implements SnapshotStore {
     return join(this.historyDir, `${name}.jsonl`)
   }
 
-  async #append(name: string, entries: HistoryEntry[], keep: number): Promise<void> {
-    if (entries.length === 0) return
+  async #append(name: string, fresh: NewHistoryEntry[], keep: number): Promise<void> {
+    if (fresh.length === 0) return
     const path = this.#historyPath(name)
-    let lines = this.#historyLines.get(name)
-    if (lines === undefined) {
+    let state = this.#historyState.get(name)
+    if (state === undefined) {
       await mkdir(this.historyDir, { recursive: true })
-      lines = (await readHistory(path)).length
+      const old = await readHistory(path)
+      state = { lines: old.length, seq: old[old.length - 1]?.seq ?? 0 }
     }
+    let seq = state.seq
+    const entries: HistoryEntry[] = fresh.map((e) => ({ seq: ++seq, ...e }))
     await appendFile(path, entries.map((e) => `${JSON.stringify(e)}\n`).join(''))
-    lines += entries.length
+    let lines = state.lines + entries.length
     // Compact only when the log is half again past the limit: appends stay O(1) amortized.
     if (lines > keep + Math.max(16, keep >> 1)) {
       const kept = (await readHistory(path)).slice(-keep)
@@ -144,7 +147,7 @@ export class JsonStore implements SnapshotStore {
       await rename(tmp, path)
       lines = kept.length
     }
-    this.#historyLines.set(name, lines)
+    this.#historyState.set(name, { lines, seq })
   }
 
   /** Moves a bad loop file aside; returns the problem with where the file went. */

@@ -1,5 +1,5 @@
 /** In-memory `SnapshotStore`: for tests and throwaway runs. Records are copied in and out. */
-import type { HistoryEntry, LoopRecord, SnapshotStore } from './snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from './snapshot-store.ts'
 
 /** Loop names: lowercase letters, digits and dashes, 1–80 characters, not starting with a dash. */
 export const LOOP_NAME = /^[a-z0-9][a-z0-9-]{0,79}$/
@@ -36,9 +36,11 @@ export class MemoryStore implements SnapshotStore {
     return [...this.#records.values()].map((r) => structuredClone(r)).sort(byCreatedAt)
   }
 
-  async appendHistory(name: string, entries: HistoryEntry[], keep: number): Promise<void> {
+  async appendHistory(name: string, entries: NewHistoryEntry[], keep: number): Promise<void> {
     assertLoopName(name)
-    const log = (this.#history.get(name) ?? []).concat(structuredClone(entries))
+    const old = this.#history.get(name) ?? []
+    let seq = old[old.length - 1]?.seq ?? 0
+    const log = old.concat(entries.map((e) => ({ seq: ++seq, ...structuredClone(e) })))
     this.#history.set(name, log.length > keep ? log.slice(log.length - keep) : log)
   }
 

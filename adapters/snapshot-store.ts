@@ -26,7 +26,7 @@ export interface LoopRecord {
 
 /** One line of a loop's append-only history: a transition, and at phase boundaries the snapshot after it. */
 export interface HistoryEntry {
-  /** 1-based, increasing per loop; kept across restarts. */
+  /** 1-based, increasing per loop, given by the store; kept across restarts and compaction. */
   seq: number
   /** ISO time. */
   at: string
@@ -40,6 +40,9 @@ export interface HistoryEntry {
   snapshot?: unknown
 }
 
+/** An entry before the store numbers it. */
+export type NewHistoryEntry = Omit<HistoryEntry, 'seq'>
+
 export interface SnapshotStore {
   /** The record, or null when there is none. */
   get(name: string): Promise<LoopRecord | null>
@@ -50,10 +53,11 @@ export interface SnapshotStore {
   /** Names in use (for unique naming). */
   has(name: string): Promise<boolean>
   /**
-   * Appends to the loop's history (O(1) in the history's size), keeping about the
+   * Appends to the loop's history (O(1) in the history's size), numbering the
+   * entries after the last one, and keeping about the
    * last `keep` entries: older ones are dropped once the log grows well past it.
    */
-  appendHistory(name: string, entries: HistoryEntry[], keep: number): Promise<void>
+  appendHistory(name: string, entries: NewHistoryEntry[], keep: number): Promise<void>
   /** The loop's history, oldest first (empty when there is none). */
   history(name: string): Promise<HistoryEntry[]>
   /** Waits for pending writes to land. */

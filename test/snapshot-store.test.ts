@@ -125,7 +125,7 @@ describe('JsonStore', () => {
   it('appends history in order, reads it back, and compacts it past the limit', async () => {
     const dir = await tempDir()
     const store = new JsonStore(dir)
-    const entry = (seq: number) => ({ seq, at: 't', event: 'e', from: 'a', to: 'b', iteration: 1, phase: 'coding' as const })
+    const entry = (n: number) => ({ at: 't', event: 'e', from: 'a', to: 'b', iteration: n, phase: 'coding' as const })
     await Promise.all([store.appendHistory('h', [entry(1), entry(2)], 10), store.appendHistory('h', [entry(3)], 10)])
     expect((await store.history('h')).map((e) => e.seq)).toEqual([1, 2, 3])
     for (let i = 4; i <= 40; i++) await store.appendHistory('h', [entry(i)], 10)

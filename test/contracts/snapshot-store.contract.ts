@@ -130,12 +130,16 @@ export function snapshotStoreContract(name: string, make: MakeSnapshotStore): vo
 
     it('keeps an append-only history per loop, in order, trimmed to about the last `keep`', async () => {
       const { store } = await setup()
-      const entry = (seq: number) => ({ seq, at: '2025-01-01T00:00:00.000Z', event: 'e', from: 'a', to: 'b', iteration: 1, phase: 'coding' as const })
+      const entry = (n: number) => ({ at: '2025-01-01T00:00:00.000Z', event: 'e', from: 'a', to: 'b', iteration: n, phase: 'coding' as const })
       expect(await store.history('alpha')).toEqual([])
       await store.appendHistory('alpha', [entry(1), entry(2)], 100)
       await store.appendHistory('beta', [entry(1)], 100)
       await store.appendHistory('alpha', [{ ...entry(3), snapshot: { value: 'x' } }], 100)
-      expect(await store.history('alpha')).toEqual([entry(1), entry(2), { ...entry(3), snapshot: { value: 'x' } }])
+      expect(await store.history('alpha')).toEqual([
+        { seq: 1, ...entry(1) },
+        { seq: 2, ...entry(2) },
+        { seq: 3, ...entry(3), snapshot: { value: 'x' } },
+      ])
       expect((await store.history('beta')).map((e) => e.seq)).toEqual([1])
       for (let i = 4; i <= 200; i++) await store.appendHistory('alpha', [entry(i)], 20)
       const seqs = (await store.history('alpha')).map((e) => e.seq)
