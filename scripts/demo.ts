@@ -1,0 +1,194 @@
+/**
+ * `loopstate demo` (`npm start`): three scripted loops at once on one engine,
+ * each in a fresh temporary workspace, with live progress and a closing table.
+ */
+import { mkdtemp, readdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { basename, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { createEngine, type LoopHandle } from '../services/engine.ts'
+import type { LoopView } from '../services/views.ts'
+import { fit, formatDuration, formatTokens, oneLine, plural, progressKey, progressLine, table } from './format.ts'
+
+const DEMO_DIR = fileURLToPath(new URL('./demo/', import.meta.url))
+const scripted = (file: string) => `scripted:${join(DEMO_DIR, file)}`
+
+interface DemoLoop {
+  plan: string
+  models: string[]
+  auditorModels?: string[]
+  story: string
+}
+
+const LOOPS: DemoLoop[] = [
+  {
+    plan: 'fix-a-bug.md',
+    models: [scripted('fix-a-bug.json')],
+    story: 'plain plan: audit 1 reports a bug, iteration 2 fixes it, audit 2 resolves it',
+  },
+  {
+    plan: 'three-sections.md',
+    models: [scripted('three-sections.json')],
+    story: 'three sections, each audited clean with a summary, then a final audit',
+  },
+  {
+    plan: 'fallback.md',
+    models: [scripted('flaky.json'), scripted('steady.json')],
+    auditorModels: [scripted('steady.json')],
+    story: 'coder model flaky.json refuses twice (ECONNREFUSED); the loop falls back to steady.json',
+  },
+]
+
+export interface DemoOptions {
+  /** Data directory of the engine. */
+  dataDir: string
+}
+
+/** Runs the demo; resolves to the exit code (0 when all three loops completed). */
+export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
+  const out = (line = '') => process.stdout.write(`${line}\n`)
+  const engine = await createEngine({ dataDir, onProblem: (m) => process.stderr.write(`loopstate: ${m}\n`) })
+  process.on('SIGINT', () => stop(engine.close.bind(engine)))
+  process.on('SIGTERM', () => stop(engine.close.bind(engine)))
+
+  const started: { handle: LoopHandle; workspace: string; loop: DemoLoop }[] = []
+  try {
+    for (const loop of LOOPS) {
+      const workspace = await mkdtemp(join(tmpdir(), 'loopstate-demo-'))
+      const handle = await engine.start(
+        { planFile: join(DEMO_DIR, loop.plan) },
+        { workspace, models: loop.models, auditorModels: loop.auditorModels, retryBackoff: { baseMs: 200 } },
+      )
+      started.push({ handle, workspace, loop })
+    }
+  } catch (e) {
+    await engine.close()
+    throw e
+  }
+
+  const width = Math.max(...started.map((s) => s.handle.name.length))
+  out(`loopstate demo: three loops at once on scripted models; records in ${shortPath(dataDir)}/loops/`)
+  for (const { handle, loop } of started) out(`  ${handle.name.padEnd(width)}  ${loop.story}`)
+  out()
+
+  // Failed model calls are not usage: note them as they happen to tell the fallback story at the end.
+  const failures = new Map<string, string[]>()
+  const noteFailure = async (view: LoopView) => {
+    if (!view.state.endsWith('backingOff')) return
+    const code = (await engine.get(view.name))?.error?.code
+    if (code) failures.set(view.name, [...(failures.get(view.name) ?? []), code])
+  }
+  const progress = blockProgress(started.map((s) => s.handle), width)
+  const unsubscribe = started.map(({ handle }) =>
+    handle.subscribe((view) => {
+      progress.update(view)
+      void noteFailure(view)
+    }),
+  )
+  // The engine's timers do not hold the process open; a loop paused from another terminal must still hear `resume`.
+  const keepAlive = setInterval(() => {}, 60_000)
+  const results = await Promise.allSettled(started.map((s) => s.handle.done))
+  clearInterval(keepAlive)
+  unsubscribe.forEach((u) => u())
+  progress.stop()
+  out()
+
+  const rows: string[][] = []
+  const notes: string[] = []
+  let allCompleted = true
+  for (const [i, { handle, workspace }] of started.entries()) {
+    const result = results[i]!
+    const detail = await engine.get(handle.name)
+    if (result.status === 'rejected' || !detail) {
+      allCompleted = false
+      rows.push([handle.name, 'crashed', '-', '-', '-', '-'])
+      continue
+    }
+    if (detail.status !== 'completed') allCompleted = false
+    rows.push([
+      handle.name,
+      detail.status,
+      detail.reason ?? '-',
+      String(detail.iteration),
+      formatTokens(detail.tokens),
+      formatDuration(detail.elapsedMs),
+    ])
+    const what: string[] = []
+    if (detail.findings.length > 0) {
+      what.push(detail.findings.map((f) => `${f.id} ${f.severity} at ${f.file}:${f.line ?? '-'} ${f.status}`).join(', '))
+    }
+    if (detail.sections.length > 0) {
+      const withSummary = detail.sections.filter((s) => s.summary !== null).length
+      what.push(`${detail.sections.filter((s) => s.status === 'done').length}/${detail.sections.length} sections done, ${withSummary} with summaries`)
+    }
+    const failed = failures.get(handle.name) ?? []
+    if (failed.length > 0) what.push(`${plural(failed.length, 'failed call')} (${[...new Set(failed)].join(', ')})`)
+    const calls = Object.entries(detail.usage.byModel).map(([m, u]) => `${basename(m)} ×${u.calls}`)
+    what.push(`model calls: ${calls.join(', ')}`)
+    if (detail.error && detail.status !== 'completed') what.push(`error: ${oneLine(detail.error.message)}`)
+    const files = await readdir(workspace).catch(() => [] as string[])
+    notes.push(`  ${handle.name.padEnd(width)}  ${what.join('; ')}`)
+    notes.push(`  ${''.padEnd(width)}  workspace ${workspace}: ${files.sort().join(', ') || '(empty)'}`)
+  }
+  out(table(['LOOP', 'STATUS', 'REASON', 'ITERATIONS', 'TOKENS', 'TIME'], rows, [3, 4, 5]))
+  out()
+  out('what happened:')
+  for (const n of notes) out(n)
+  out()
+  out(`records: ${shortPath(dataDir)}/loops/<name>.json — try \`npx loopstate list${dataFlag(dataDir)}\` or \`npx loopstate status ${started[0]!.handle.name}${dataFlag(dataDir)}\``)
+  await engine.close()
+  return allCompleted ? 0 : 1
+}
+
+let stopping = false
+function stop(close: () => Promise<void>): void {
+  if (stopping) process.exit(130)
+  stopping = true
+  setTimeout(() => process.exit(130), 1_800).unref()
+  void close().finally(() => {
+    process.stdout.write('\nsaved; the demo loops stay resumable\n')
+    process.exit(130)
+  })
+}
+
+/** One progress line per loop: a redrawn block on a TTY, a line per change otherwise. */
+function blockProgress(handles: LoopHandle[], width: number) {
+  const tty = process.stdout.isTTY === true
+  const views = new Map(handles.map((h) => [h.name, h.view()]))
+  const keys = new Map<string, string>()
+  const lines = () => handles.map((h) => fit(progressLine(h.view(), width), process.stdout.columns))
+  let ticker: NodeJS.Timeout | null = null
+  if (tty) {
+    process.stdout.write(`${lines().join('\n')}\n`)
+    ticker = setInterval(() => redraw(), 250)
+  } else {
+    for (const view of views.values()) update(view)
+  }
+  function redraw() {
+    process.stdout.write(`\x1b[${handles.length}A${lines().map((l) => `\r${l}\x1b[K`).join('\n')}\n`)
+  }
+  function update(view: LoopView) {
+    views.set(view.name, view)
+    if (tty) return redraw()
+    const key = progressKey(view)
+    if (keys.get(view.name) === key) return
+    keys.set(view.name, key)
+    process.stdout.write(`${progressLine(view, width)}\n`)
+  }
+  return {
+    update,
+    stop() {
+      if (ticker) clearInterval(ticker)
+      if (tty) redraw()
+    },
+  }
+}
+
+function shortPath(dir: string): string {
+  const rel = relative(process.cwd(), dir)
+  return rel === '' ? '.' : rel.startsWith('..') ? dir : rel
+}
+
+function dataFlag(dataDir: string): string {
+  return shortPath(dataDir) === 'data' ? '' : ` --data ${shortPath(dataDir)}`
+}

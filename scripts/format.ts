@@ -1,0 +1,156 @@
+/** Text formatting for the CLI and the demo: durations, token counts, tables, progress lines. */
+import type { LoopDetail, LoopView } from '../services/views.ts'
+
+/** `850ms`, `3.2s`, `1m05s`, `2h03m`. */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) ms = 0
+  if (ms < 1_000) return `${Math.round(ms)}ms`
+  if (ms < 60_000) return `${(Math.floor(ms / 100) / 10).toFixed(1)}s`
+  const s = Math.floor(ms / 1_000)
+  if (s < 3_600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+  return `${Math.floor(s / 3_600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`
+}
+
+/** `950`, `12.3k`, `4.5M`. */
+export function formatTokens(n: number): string {
+  if (n < 1_000) return String(n)
+  if (n < 999_950) return `${(n / 1_000).toFixed(1)}k`
+  return `${(n / 1_000_000).toFixed(1)}M`
+}
+
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
+}
+
+/** Columns padded to their widest cell; columns named in `right` are right-aligned. */
+export function table(header: string[], rows: string[][], right: number[] = []): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (right.includes(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd()
+  return [line(header), ...rows.map(line)].join('\n')
+}
+
+/** What the loop is doing: the phase while it runs (and whether it is retrying), else its status. */
+export function activity(view: LoopView): string {
+  if (view.status !== 'running') return view.status
+  if (view.state.endsWith('backingOff')) return `${view.phase} (retrying)`
+  return view.phase
+}
+
+export function sectionText(view: LoopView): string {
+  return view.section ? `${view.section.index}/${view.section.count}` : '-'
+}
+
+/** One progress line: loop, phase, iteration, section k/n, tokens, elapsed. */
+export function progressLine(view: LoopView, nameWidth = 0): string {
+  const parts = [view.name.padEnd(nameWidth), activity(view).padEnd(18), `iteration ${view.iteration}`]
+  if (view.section) parts.push(`section ${sectionText(view)}`)
+  parts.push(`${formatTokens(view.tokens)} tokens`, formatDuration(view.elapsedMs))
+  return parts.join('  ')
+}
+
+/** Changes that a non-TTY progress log prints a line for (not tokens or time). */
+export function progressKey(view: LoopView): string {
+  return [view.status, view.phase, view.state, view.iteration, view.section?.index ?? ''].join('|')
+}
+
+/** The closing line of a run: status, reason, iterations, tokens, time (and the error of a failed loop). */
+export function resultLine(view: LoopView, error?: { message: string } | null): string {
+  const why = view.status !== 'completed' && error ? ` — ${oneLine(error.message)}` : ''
+  return (
+    `loop ${view.name} ${view.status} (${view.reason ?? 'no reason'}): ` +
+    `${plural(view.iteration, 'iteration')}, ${formatTokens(view.tokens)} tokens, ${formatDuration(view.elapsedMs)}${why}`
+  )
+}
+
+/** The `list` table. */
+export function listTable(views: LoopView[]): string {
+  return table(
+    ['NAME', 'STATUS', 'REASON', 'PHASE', 'ITER', 'SECTION', 'TOKENS', 'ELAPSED'],
+    views.map((v) => [
+      v.name,
+      v.status,
+      v.reason ?? '-',
+      v.phase,
+      String(v.iteration),
+      sectionText(v),
+      formatTokens(v.tokens),
+      formatDuration(v.elapsedMs),
+    ]),
+    [4, 6, 7],
+  )
+}
+
+/** The human `status` summary. */
+export function detailText(d: LoopDetail, lastAuditLines = 6): string {
+  const out: string[] = []
+  const row = (key: string, value: string) => out.push(`${key.padEnd(11)}${value}`)
+  out.push(`${d.name} — ${d.title} (${d.kind})`)
+  row('status', `${d.status}${d.reason ? ` (${d.reason})` : ''}`)
+  row('phase', `${d.phase}, iteration ${d.iteration}${d.section ? `, section ${sectionText(d)}` : ''} [${d.state}]`)
+  row('elapsed', `${formatDuration(d.elapsedMs)}, ${formatTokens(d.tokens)} tokens${d.costUsd > 0 ? `, $${d.costUsd.toFixed(4)}` : ''}`)
+  row('workspace', d.workspace)
+  row('coder', d.models.coder.join(' → '))
+  row('auditor', d.models.auditor.join(' → '))
+  if (d.error && d.status !== 'completed') row('error', `${d.error.code}: ${oneLine(d.error.message)}`)
+  const open = d.findings.filter((f) => f.status === 'open').length
+  row('findings', d.findings.length === 0 ? 'none' : `${d.findings.length} (${open} open)`)
+  for (const f of d.findings) {
+    const where = f.line === null ? f.file : `${f.file}:${f.line}`
+    out.push(`  ${f.id} ${f.severity} ${f.status}${f.recurring ? ' (recurring)' : ''} ${where} — ${oneLine(f.message)}`)
+  }
+  if (d.sections.length > 0) {
+    row('sections', `${d.sections.filter((s) => s.status === 'done').length}/${d.sections.length} done`)
+    d.sections.forEach((s, i) => {
+      const attempts = s.attempts > 0 ? `, ${plural(s.attempts, 'dirty audit')}` : ''
+      out.push(`  ${i + 1}. ${s.title} — ${s.status}${attempts}`)
+    })
+  }
+  if (d.inbox.length > 0) {
+    row('inbox', `${plural(d.inbox.length, 'message')} for the next prompt`)
+    for (const m of d.inbox) out.push(`  - ${oneLine(m)}`)
+  }
+  out.push('usage')
+  const usageRows = [
+    ...Object.entries(d.usage.byRole).map(([role, u]) => [`role ${role}`, u] as const),
+    ...Object.entries(d.usage.byModel).map(([model, u]) => [`model ${model}`, u] as const),
+    ['total', d.usage.total] as const,
+  ]
+  const usageTable = table(
+    ['', 'CALLS', 'IN', 'OUT', 'MODEL TIME', 'COST'],
+    usageRows.map(([label, u]) => [
+      label,
+      String(u.calls),
+      formatTokens(u.inputTokens),
+      formatTokens(u.outputTokens),
+      formatDuration(u.durationMs),
+      `$${u.costUsd.toFixed(4)}`,
+    ]),
+    [1, 2, 3, 4, 5],
+  )
+  out.push(...usageTable.split('\n').map((l) => `  ${l}`))
+  if (d.lastAudit) {
+    const a = d.lastAudit
+    const where = a.section === null ? '' : `, section ${a.section + 1}`
+    out.push(`last audit #${a.n} (${a.phase}${where}): ${a.clean ? 'clean' : `dirty, ${plural(a.blocking, 'blocking finding')}`}`)
+    const lines = a.text.trim().split('\n')
+    for (const l of lines.slice(0, lastAuditLines)) out.push(`  | ${l}`)
+    if (lines.length > lastAuditLines) out.push(`  | … (${lines.length - lastAuditLines} more lines)`)
+  } else {
+    row('last audit', 'none yet')
+  }
+  return out.join('\n')
+}
+
+export function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim()
+}
+
+/** Cuts a line to the terminal width so that `\r` redraws stay on one row. */
+export function fit(line: string, columns: number | undefined): string {
+  if (!columns || line.length < columns) return line
+  return `${line.slice(0, Math.max(0, columns - 2))}…`
+}

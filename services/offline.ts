@@ -1,0 +1,54 @@
+/**
+ * Applying a control event (cancel, pause, say) to a loop that no engine runs:
+ * the loop's actor is restored from its record with an idle session (no model
+ * is called, no tool runs), takes the event, and its new snapshot is saved.
+ */
+import { createActor, fromCallback, type AnyStateMachine, type Snapshot } from 'xstate'
+import type { LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
+import { loopMachine } from '../machines/loop.machine.ts'
+import type { ControlEvent, SessionCommand, SessionInput } from '../machines/loop.types.ts'
+import { recordOf, type PersistedLoop } from './views.ts'
+
+export class OfflineError extends Error {
+  override readonly name = 'OfflineError'
+}
+
+const idleMachine = loopMachine.provide({
+  actors: { session: fromCallback<SessionCommand, SessionInput>(() => () => {}) },
+})
+
+/**
+ * Loads the record of `name`, sends `event` to its restored actor and saves the
+ * result. Only call it when no live process owns the loop (services/control.ts
+ * `lockOwner`): the owner is the only writer of a running loop's record.
+ * Returns the saved record (the loaded one, untouched, when the event changed nothing).
+ */
+export async function applyOffline(store: SnapshotStore, name: string, event: ControlEvent): Promise<LoopRecord> {
+  const record = await store.get(name)
+  if (record === null) throw new OfflineError(`offline: no loop named '${name}'`)
+  if (record.snapshot === null || typeof record.snapshot !== 'object') {
+    throw new OfflineError(`offline: loop ${name} has no saved snapshot`)
+  }
+  // Restored from a snapshot, the machine takes no input: the typed overload would demand one.
+  const actor = createActor(idleMachine as AnyStateMachine, { snapshot: record.snapshot as Snapshot<unknown> })
+  let failure: unknown = null
+  // An actor without an error observer rethrows and would kill the process.
+  actor.subscribe({ error: (err) => (failure = err) })
+  let snapshot: PersistedLoop
+  try {
+    actor.start()
+    const before = actor.getPersistedSnapshot()
+    actor.send(event)
+    snapshot = actor.getPersistedSnapshot() as PersistedLoop
+    if (failure !== null) throw failure
+    if (JSON.stringify(snapshot) === JSON.stringify(before)) return record
+  } finally {
+    actor.stop()
+  }
+  // A queued loop that only took a message is still waiting for its first start.
+  const queued = record.status === 'queued' && snapshot.context.status === 'running'
+  const next = recordOf(snapshot, record.createdAt, queued)
+  await store.put(next)
+  await store.flush()
+  return next
+}

@@ -1,0 +1,263 @@
+/**
+ * The `loopstate` CLI end to end: every test runs the real bin (`node scripts/loopstate.js`)
+ * in a fresh temporary directory, with its own `--data` dir.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it, type TestContext } from 'vitest'
+import type { LoopDetail, LoopView } from '../services/views.ts'
+
+const BIN = fileURLToPath(new URL('../scripts/loopstate.js', import.meta.url))
+const FIXTURES = fileURLToPath(new URL('./fixtures/cli/', import.meta.url))
+const fixture = (name: string) => join(FIXTURES, name)
+const scripted = (name: string) => `scripted:${fixture(name)}`
+
+interface Result {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+interface Sandbox {
+  dir: string
+  data: string
+  workspace: string
+  /** Runs the bin to its end (killed after `timeoutMs`). */
+  cli(args: string[], timeoutMs?: number): Promise<Result>
+  /** Starts the bin and returns at once. */
+  spawn(args: string[]): { child: ChildProcess; output: () => string; exit: Promise<Result> }
+}
+
+async function sandbox({ onTestFinished }: TestContext): Promise<Sandbox> {
+  const dir = await mkdtemp(join(tmpdir(), 'loopstate-cli-'))
+  const workspace = join(dir, 'ws')
+  await mkdir(workspace)
+  const children: ChildProcess[] = []
+  onTestFinished(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    await rm(dir, { recursive: true, force: true })
+  })
+  const env = { ...process.env, LOOPSTATE_DATA: undefined }
+  return {
+    dir,
+    data: join(dir, 'data'),
+    workspace,
+    cli: (args, timeoutMs = 15_000) =>
+      new Promise((resolve) => {
+        execFile(process.execPath, [BIN, ...args], { cwd: dir, env, timeout: timeoutMs }, (err, stdout, stderr) => {
+          const code = err ? (typeof err.code === 'number' ? err.code : null) : 0
+          resolve({ code, stdout, stderr })
+        })
+      }),
+    spawn(args) {
+      const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env })
+      children.push(child)
+      let stdout = ''
+      let stderr = ''
+      child.stdout!.on('data', (d: Buffer) => (stdout += d))
+      child.stderr!.on('data', (d: Buffer) => (stderr += d))
+      const exit = new Promise<Result>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
+      return { child, output: () => stdout, exit }
+    },
+  }
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+async function listJson(s: Sandbox): Promise<LoopView[]> {
+  const r = await s.cli(['list', '--json', '--data', s.data])
+  expect(r.code, r.stderr).toBe(0)
+  return JSON.parse(r.stdout) as LoopView[]
+}
+
+async function statusJson(s: Sandbox, name: string): Promise<LoopDetail> {
+  const r = await s.cli(['status', name, '--json', '--data', s.data])
+  expect(r.code, r.stderr).toBe(0)
+  return JSON.parse(r.stdout) as LoopDetail
+}
+
+/** Starts `run` on the slow scenario and waits until `list --json` shows the loop running. */
+async function startSlowRun(s: Sandbox, name: string) {
+  const run = s.spawn([
+    'run', fixture('plain.md'), '--model', scripted('slow.json'),
+    '--workspace', s.workspace, '--data', s.data, '--name', name,
+  ])
+  await until(`${name} to run`, async () =>
+    (await listJson(s)).find((v) => v.name === name && v.status === 'running'),
+  )
+  return run
+}
+
+/** Tests that start several processes; on a busy 2-CPU machine each start can take a second. */
+const MANY_PROCESSES = { timeout: 45_000 }
+
+describe.concurrent('loopstate CLI', () => {
+  it('runs a plain plan to completion, then lists and shows it', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const run = await s.cli(['run', fixture('plain.md'), '--model', scripted('ok.json'), '--workspace', s.workspace, '--data', s.data])
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stdout).toContain('loop add-a-greeting completed (completed): 1 iteration')
+    expect(existsSync(join(s.workspace, 'hello.txt'))).toBe(true)
+
+    const [view, ...rest] = await listJson(s)
+    expect(rest).toEqual([])
+    expect(view).toMatchObject({ name: 'add-a-greeting', status: 'completed', reason: 'completed', phase: 'auditing', iteration: 1 })
+
+    const detail = await statusJson(s, 'add-a-greeting')
+    expect(detail.findings).toMatchObject([{ id: 'F1', severity: 'warning', status: 'open', file: 'hello.txt' }])
+    expect(detail.sections).toEqual([])
+    expect(detail.usage.total.calls).toBe(4)
+    expect(Object.keys(detail.usage.byModel)).toEqual([scripted('ok.json')])
+    expect(detail.workspace).toBe(s.workspace)
+
+    const table = await s.cli(['list', '--data', s.data])
+    expect(table.stdout).toMatch(/^NAME +STATUS +REASON +PHASE +ITER +SECTION +TOKENS +ELAPSED\nadd-a-greeting +completed +completed +auditing +1 /)
+    const human = await s.cli(['status', 'add-a-greeting', '--data', s.data])
+    expect(human.code).toBe(0)
+    expect(human.stdout).toContain('F1 warning open hello.txt:1')
+    expect(human.stdout).toContain('last audit #1 (auditing): clean')
+  })
+
+  it('exits 1 when the model fails fatally', async (t) => {
+    const s = await sandbox(t)
+    const r = await s.cli(['run', fixture('plain.md'), '--model', scripted('fatal.json'), '--workspace', s.workspace, '--data', s.data])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toMatch(/errored \(provider_fatal\).*not found/)
+    expect((await listJson(s))[0]).toMatchObject({ status: 'errored', reason: 'provider_fatal' })
+  })
+
+  it('exits 3 when the model stalls past the limit of a --config file', async (t) => {
+    const s = await sandbox(t)
+    const r = await s.cli([
+      'run', '--goal', 'say hello', '--model', scripted('hang.json'), '--config', fixture('stall-config.json'),
+      '--workspace', s.workspace, '--data', s.data, '--name', 'hangs',
+    ])
+    expect(r.code, r.stderr).toBe(3)
+    expect(r.stdout).toContain('loop hangs stalled (stall_timeout)')
+  })
+
+  it('is cancelled from a second process: run exits 4', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const run = await startSlowRun(s, 'slow')
+    const cancel = await s.cli(['cancel', 'slow', '--data', s.data])
+    expect(cancel.code, cancel.stderr).toBe(0)
+    expect(cancel.stdout).toContain('loop slow cancelled (user_cancelled)')
+    const exit = await run.exit
+    expect(exit.code, exit.stderr).toBe(4)
+    expect(exit.stdout).toContain('loop slow cancelled (user_cancelled)')
+    expect((await listJson(s))[0]).toMatchObject({ status: 'cancelled', reason: 'user_cancelled' })
+
+    const again = await s.cli(['cancel', 'slow', '--data', s.data])
+    expect(again.code).toBe(2)
+    expect(again.stderr).toBe('loopstate: loop slow already ended (cancelled)\n')
+  })
+
+  it('is paused and told things from a second process', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const run = await startSlowRun(s, 'slow')
+    const say = await s.cli(['say', 'slow', 'use', 'tabs', '--data', s.data])
+    expect(say.code, say.stderr).toBe(0)
+    expect(say.stdout).toContain('message delivered to loop slow')
+    const pause = await s.cli(['pause', 'slow', '--data', s.data])
+    expect(pause.code, pause.stderr).toBe(0)
+    expect(pause.stdout).toContain('loop slow paused')
+    const detail = await statusJson(s, 'slow')
+    expect(detail.status).toBe('paused')
+    expect(detail.inbox).toEqual(['use tabs'])
+    // run waits for a resume while the loop is paused
+    expect(run.child.exitCode).toBe(null)
+    const resume = await s.cli(['resume', 'slow', '--data', s.data])
+    expect(resume.stdout).toContain('loop slow running')
+    run.child.kill('SIGINT')
+    expect((await run.exit).code).toBe(130)
+  })
+
+  it('saves on SIGINT (exit 130, loop stays running), then takes say and cancel offline', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const run = await startSlowRun(s, 'slow')
+    const t0 = Date.now()
+    run.child.kill('SIGINT')
+    const exit = await run.exit
+    expect(exit.code).toBe(130)
+    expect(Date.now() - t0).toBeLessThan(2_000)
+    expect(exit.stdout).toContain('saved; loop slow stays resumable')
+    expect((await listJson(s))[0]).toMatchObject({ name: 'slow', status: 'running', reason: null })
+
+    const say = await s.cli(['say', 'slow', 'hello from offline', '--data', s.data])
+    expect(say.code, say.stderr).toBe(0)
+    expect(say.stdout).toContain('message queued for loop slow')
+    const detail = await statusJson(s, 'slow')
+    expect(detail.inbox).toEqual(['hello from offline'])
+    expect(detail.status).toBe('running')
+
+    const cancel = await s.cli(['cancel', 'slow', '--data', s.data])
+    expect(cancel.code, cancel.stderr).toBe(0)
+    expect((await statusJson(s, 'slow')).status).toBe('cancelled')
+    const pause = await s.cli(['pause', 'slow', '--data', s.data])
+    expect(pause.code).toBe(2)
+    expect(pause.stderr).toBe('loopstate: loop slow already ended (cancelled)\n')
+  })
+
+  const run = (s: Sandbox, ...args: string[]) => ['run', ...args, '--workspace', s.workspace, '--data', s.data]
+  const badInput: [string, (s: Sandbox) => string[], RegExp][] = [
+    ['an unknown flag', (s) => run(s, fixture('plain.md'), '--model', scripted('ok.json'), '--bogus'), /unknown option '--bogus'/],
+    ['a missing plan file', (s) => run(s, join(s.dir, 'nope.md'), '--model', scripted('ok.json')), /plan: .*nope\.md: file not found/],
+    ['an invalid scenario', (s) => run(s, fixture('plain.md'), '--model', scripted('bad-scenario.json')), /scenario: .*bad-scenario\.json: coder\[1\]\.type/],
+    ['an unknown model scheme', (s) => run(s, fixture('plain.md'), '--model', 'nosuch:thing'), /model: unknown scheme 'nosuch'/],
+    ['a bad number', (s) => run(s, fixture('plain.md'), '--model', scripted('ok.json'), '--max-iterations', 'lots'), /--max-iterations.*'lots' is invalid/],
+    ['no model', (s) => run(s, fixture('plain.md')), /run: --model is required/],
+    ['an unknown command', (s) => ['frobnicate', '--data', s.data], /unknown command 'frobnicate'/],
+    ['an unknown loop', (s) => ['status', 'nope', '--data', s.data], /no loop named 'nope'/],
+  ]
+  for (const [what, args, message] of badInput) {
+    it(`exits 2 with one line on stderr for ${what}, and leaves no data dir`, async (t) => {
+      const s = await sandbox(t)
+      const r = await s.cli(args(s))
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(/^loopstate: [^\n]+\n$/)
+      expect(r.stderr).toMatch(message)
+      expect(r.stdout).toBe('')
+      expect(existsSync(s.data)).toBe(false)
+    })
+  }
+
+  it('exits 0 for --help', async (t) => {
+    const s = await sandbox(t)
+    const r = await s.cli(['--help'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('Usage: loopstate')
+    expect((await s.cli(['run', '--help'])).code).toBe(0)
+  })
+
+  it('runs the demo: three loops complete', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const r = await s.cli(['demo', '--data', s.data], 30_000)
+    t.onTestFinished(async () => {
+      for (const m of r.stdout.matchAll(/workspace (\/\S+loopstate-demo-\S+):/g)) await rm(m[1]!, { recursive: true, force: true })
+    })
+    expect(r.code, r.stderr).toBe(0)
+    const views = await listJson(s)
+    expect(views.map((v) => [v.status, v.reason])).toEqual([
+      ['completed', 'completed'],
+      ['completed', 'completed'],
+      ['completed', 'completed'],
+    ])
+    expect(views.map((v) => v.iteration)).toEqual([2, 3, 1])
+    expect(await readdir(join(s.data, 'loops'))).toHaveLength(3)
+    expect(r.stdout).toMatch(/F1 bug at clamp\.js:4 resolved/)
+    expect(r.stdout).toMatch(/3\/3 sections done, 3 with summaries/)
+    expect(r.stdout).toMatch(/2 failed calls \(ECONNREFUSED\); model calls: steady\.json/)
+  })
+})
