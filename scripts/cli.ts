@@ -12,8 +12,8 @@ import type { LoopRecord } from '../adapters/snapshot-store.ts'
 import type { ControlEvent, LoopOutput } from '../machines/loop.types.ts'
 import type { LoopOptions } from '../services/config.ts'
 import { lockOwner, sendCommand } from '../services/control.ts'
-import type { LoopHandle, LoopTaskSpec } from '../services/engine.ts'
-import { detailOf, viewOf, type LoopView } from '../services/views.ts'
+import type { Engine, EngineOptions, LoopHandle, LoopTaskSpec } from '../services/engine.ts'
+import { detailOf, viewOf, type LoopDetail, type LoopView } from '../services/views.ts'
 import { detailText, fit, listTable, oneLine, progressKey, progressLine, resultLine } from './format.ts'
 
 /** A failure the CLI reports as one line, with its exit code (2: bad usage or input). */
@@ -103,9 +103,30 @@ async function runCommand(plan: string | undefined, opts: RunOptions): Promise<n
   const spec: LoopTaskSpec = plan !== undefined ? { planFile: plan } : { goal: opts.goal! }
   const dataDir = dataDirOf(opts)
 
+  return drive(
+    dataDir,
+    (engine) => engine.start(spec, { ...loopOptions, name: opts.name, workspace: opts.workspace }),
+    (detail) =>
+      `loop ${detail.name} started: ${detail.kind} ${plan !== undefined ? `plan ${plan}` : 'goal'}, ` +
+      `workspace ${detail.workspace}, data ${dataDir}`,
+  )
+}
+
+/**
+ * Creates an engine on `dataDir`, lets `begin` start a loop on it, and follows
+ * that loop to its end with a progress line. SIGINT/SIGTERM save it (exit 130).
+ * Resolves to the exit code of the loop's final status.
+ */
+async function drive(
+  dataDir: string,
+  begin: (engine: Engine) => Promise<LoopHandle>,
+  startedLine: (detail: LoopDetail) => string,
+): Promise<number> {
   // The engine (with zod and xstate) loads on demand: `list` and `status` start faster without it.
   const { createEngine } = await import('../services/engine.ts')
-  const engine = await createEngine({ dataDir, onProblem: (m) => err(m) })
+  // This process drives one loop: other unfinished loops of the store are not restored here.
+  const engineOptions: EngineOptions & { resume?: boolean } = { dataDir, onProblem: (m) => err(m), resume: false }
+  const engine = await createEngine(engineOptions)
   let handle: LoopHandle | undefined
   let stopping = false
   const progress = createProgress()
@@ -133,17 +154,14 @@ async function runCommand(plan: string | undefined, opts: RunOptions): Promise<n
   process.on('SIGTERM', onSignal)
 
   try {
-    handle = await engine.start(spec, { ...loopOptions, name: opts.name, workspace: opts.workspace })
+    handle = await begin(engine)
   } catch (e) {
     await engine.close()
     throw new CliError(message(e))
   }
   if (stopping) return new Promise(() => {}) // the signal handler exits
   const detail = await engine.get(handle.name)
-  out(
-    `loop ${handle.name} started: ${detail?.kind ?? ''} ${plan !== undefined ? `plan ${plan}` : 'goal'}, ` +
-      `workspace ${detail?.workspace ?? ''}, data ${dataDir}`,
-  )
+  if (detail) out(startedLine(detail))
   progress.start(handle)
   // The engine's timers do not hold the process open; a paused loop must still hear `resume`.
   const keepAlive = setInterval(() => {}, 60_000)

@@ -6,7 +6,7 @@ import { mkdtemp, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createEngine, type LoopHandle } from '../services/engine.ts'
+import { createEngine, type EngineOptions, type LoopHandle } from '../services/engine.ts'
 import type { LoopView } from '../services/views.ts'
 import { fit, formatDuration, formatTokens, oneLine, plural, progressKey, progressLine, table } from './format.ts'
 
@@ -47,7 +47,13 @@ export interface DemoOptions {
 /** Runs the demo; resolves to the exit code (0 when all three loops completed). */
 export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
   const out = (line = '') => process.stdout.write(`${line}\n`)
-  const engine = await createEngine({ dataDir, onProblem: (m) => process.stderr.write(`loopstate: ${m}\n`) })
+  // The demo runs its own three loops; unfinished loops of earlier runs are left in the store.
+  const engineOptions: EngineOptions & { resume?: boolean } = {
+    dataDir,
+    onProblem: (m) => process.stderr.write(`loopstate: ${m}\n`),
+    resume: false,
+  }
+  const engine = await createEngine(engineOptions)
   process.on('SIGINT', () => stop(engine.close.bind(engine)))
   process.on('SIGTERM', () => stop(engine.close.bind(engine)))
 
