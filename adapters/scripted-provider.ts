@@ -24,7 +24,6 @@ export class ScriptedProvider implements ModelProvider {
   readonly scheme = 'scripted'
   readonly #scenario: Scenario
   readonly #cursor: Record<Role, number> = { coder: 0, auditor: 0 }
-  #nextCallId = 1
 
   constructor(scenario: Scenario) {
     this.#scenario = scenario
@@ -60,8 +59,9 @@ export class ScriptedProvider implements ModelProvider {
     }
 
     const content = entry.text ?? ''
-    const toolCalls: ToolCall[] = (entry.type === 'tool_calls' ? entry.calls : []).map((call) => ({
-      id: `call_${this.#nextCallId++}`,
+    // Ids name the entry, so a call asked again (after a restart) gets the same ids.
+    const toolCalls: ToolCall[] = (entry.type === 'tool_calls' ? entry.calls : []).map((call, k) => ({
+      id: `${role}-${used + 1}-${k + 1}`,
       name: call.name,
       arguments: structuredClone(call.arguments),
     }))

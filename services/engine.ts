@@ -1,21 +1,31 @@
 /**
  * The engine: spawns loop actors, queues them beyond the concurrency cap, writes
- * every state change to the store and lets users talk to them.
+ * every state change to the store (and the transition to the loop's history),
+ * restores unfinished loops from their snapshots, and lets users talk to them.
  */
-import { readFile, stat } from 'node:fs/promises'
-import { resolve } from 'node:path'
-import { createActor, type Actor } from 'xstate'
+import { cp, readFile, stat } from 'node:fs/promises'
+import { basename, dirname, join, resolve } from 'node:path'
+import { createActor, type Actor, type InspectionEvent } from 'xstate'
 import { JsonStore } from '../adapters/json-store.ts'
 import { parseModelSpec, type ModelProvider, type ProviderFactory } from '../adapters/model-provider.ts'
 import { scriptedFactory } from '../adapters/scripted-provider.ts'
-import type { LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
 import type { ControlEvent, LoopInput, LoopOutput } from '../machines/loop.types.ts'
 import { resolveConfig, type LoopOptions } from './config.ts'
-import { acquireLock, inboxNames, releaseLock, takeCommands } from './control.ts'
+import { acquireLock, inboxNames, lockOwner, releaseLock, takeCommands } from './control.ts'
 import { goalTask, parsePlan, slugify } from './plan.ts'
 import { createLoopServices } from './session-actor.ts'
-import { detailOf, recordOf, stateString, viewOf, type LoopDetail, type LoopView, type PersistedLoop } from './views.ts'
+import {
+  contextOf,
+  detailOf,
+  recordOf,
+  stateString,
+  viewOf,
+  type LoopDetail,
+  type LoopView,
+  type PersistedLoop,
+} from './views.ts'
 
 export interface EngineOptions {
   /** Directory of the JSON store. @default 'data' (relative to the working directory) */
@@ -24,8 +34,16 @@ export interface EngineOptions {
   store?: SnapshotStore
   /** Model providers by scheme. @default { scripted } */
   providers?: Record<string, ProviderFactory>
-  /** Loops running at once; more wait in a queue. @default 3 */
+  /** Loops running at once (a paused loop keeps its place); more wait in a queue. @default 3 */
   maxConcurrentLoops?: number
+  /**
+   * Restore every unfinished loop of the store (running, paused, queued) when the
+   * engine is created. Loops that another live process runs are left to it.
+   * @default true
+   */
+  resume?: boolean
+  /** History entries kept per loop (older ones are dropped). @default 500 */
+  historyLimit?: number
   /**
    * Apply commands (cancel, pause, say) that other processes leave in the data dir.
    * @default true when the store is the JSON store of `dataDir`
@@ -35,6 +53,8 @@ export interface EngineOptions {
   commandPollMs?: number
   /** One-line reports of problems that do not stop the engine (an unwritable record, a bad store file). */
   onProblem?: (message: string) => void
+  /** Receives every XState inspection event of every loop actor and its children. */
+  inspect?: (event: InspectionEvent) => void
 }
 
 /** What a loop works on: a plan (markdown text or a file) or a goal. */
@@ -44,6 +64,15 @@ export interface StartOptions extends LoopOptions {
   /** Loop name. @default the slug of the plan title, made unique with -2, -3 … */
   name?: string
   /** Directory the coder works in. @default the working directory */
+  workspace?: string
+}
+
+export interface ForkOptions {
+  /** History entry to start from: its snapshot, or the nearest earlier one that has a snapshot. */
+  at: number
+  /** Name of the new loop. @default `<name>-fork`, made unique */
+  name?: string
+  /** Where the copy of the workspace goes. @default beside the original: `<workspace>.<new name>` */
   workspace?: string
 }
 
@@ -71,6 +100,8 @@ interface LiveLoop {
   name: string
   createdAt: string
   actor: LoopActor
+  /** Restored from a snapshot: told `loop.restored` when started. */
+  restored: boolean
   started: boolean
   record: LoopRecord
   listeners: Set<(view: LoopView) => void>
@@ -81,8 +112,13 @@ interface LiveLoop {
   handle: LoopHandle
 }
 
+const FINAL = new Set(['completed', 'cancelled', 'errored', 'stalled'])
+
+/** Creates an engine and, unless `resume: false`, restores the unfinished loops of its store. */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
-  return new Engine(options)
+  const engine = new Engine(options)
+  if (options.resume ?? true) await engine.resumeAll()
+  return engine
 }
 
 export class Engine {
@@ -90,7 +126,10 @@ export class Engine {
   readonly store: SnapshotStore
   private readonly factories: Record<string, ProviderFactory>
   private readonly maxConcurrent: number
+  private readonly historyLimit: number
   private readonly onProblem: (message: string) => void
+  private readonly inspector: ((event: InspectionEvent) => void) | undefined
+  private readonly usesLocks: boolean
   private readonly providers = new Map<string, { provider: ModelProvider; model: string }>()
   private readonly machine: typeof loopMachine
   private readonly live = new Map<string, LiveLoop>()
@@ -105,11 +144,14 @@ export class Engine {
     this.dataDir = resolve(options.dataDir ?? 'data')
     this.onProblem = options.onProblem ?? ((m) => console.error(m))
     this.store = options.store ?? new JsonStore(this.dataDir, { onProblem: this.onProblem })
+    this.usesLocks = options.store === undefined
     this.factories = { scripted: scriptedFactory(), ...options.providers }
     this.maxConcurrent = options.maxConcurrentLoops ?? 3
     if (!Number.isInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
       throw new EngineError(`engine: maxConcurrentLoops must be a positive integer (got ${options.maxConcurrentLoops})`)
     }
+    this.historyLimit = options.historyLimit ?? 500
+    this.inspector = options.inspect
     this.machine = loopMachine.provide(createLoopServices({ provider: (loop, spec) => this.provider(loop, spec) }))
     if (options.acceptCommands ?? options.store === undefined) {
       this.poller = setInterval(() => void this.pollCommands(), options.commandPollMs ?? 200)
@@ -122,20 +164,19 @@ export class Engine {
    * (plan, options, models, workspace) throws before anything is saved.
    */
   async start(spec: LoopTaskSpec, options: StartOptions): Promise<LoopHandle> {
-    if (this.closed) throw new EngineError('engine: closed')
+    this.assertOpen()
     const { name: wanted, workspace: ws, ...loopOptions } = options
     const parsed = await readTask(spec)
     const config = resolveConfig(loopOptions)
     const workspace = resolve(ws ?? process.cwd())
     await checkWorkspace(workspace)
-    const name = await this.reserveName(wanted, parsed.task.title)
+    const name = await this.reserveName(wanted, slugify(parsed.task.title))
     try {
       for (const model of new Set([...config.models, ...config.auditorModels])) this.provider(name, model)
       const input: LoopInput = { name, ...parsed, workspace, config }
-      const actor = createActor(this.machine, { input })
-      const loop = this.track(name, new Date().toISOString(), actor)
+      const loop = this.track(name, new Date().toISOString(), { input }, false)
       const queued = this.running >= this.maxConcurrent
-      loop.record = recordOf(actor.getPersistedSnapshot() as PersistedLoop, loop.createdAt, queued)
+      loop.record = recordOf(loop.actor.getPersistedSnapshot() as PersistedLoop, loop.createdAt, queued)
       await this.store.put(loop.record)
       if (queued) this.queue.push(loop)
       else await this.launch(loop)
@@ -146,6 +187,93 @@ export class Engine {
       throw err
     } finally {
       this.reserved.delete(name)
+    }
+  }
+
+  /**
+   * Restores every unfinished loop of the store that no other live process runs.
+   * Paused loops stay paused; queued ones queue. Returns their handles, oldest first.
+   */
+  async resumeAll(): Promise<LoopHandle[]> {
+    this.assertOpen()
+    const handles: LoopHandle[] = []
+    for (const record of await this.store.list()) {
+      if (FINAL.has(record.status) || this.live.has(record.name)) continue
+      const owner = await this.ownerElsewhere(record.name)
+      if (owner !== null) continue
+      try {
+        handles.push(await this.restore(record))
+      } catch (err) {
+        this.onProblem(`engine: could not resume ${record.name}: ${err instanceof Error ? err.message : err}`)
+      }
+    }
+    return handles
+  }
+
+  /** Restores one unfinished loop by name (its handle if this engine already runs it). */
+  async resume(name: string): Promise<LoopHandle> {
+    this.assertOpen()
+    const live = this.live.get(name)
+    if (live) return live.handle
+    const record = await this.store.get(name)
+    if (!record) throw new EngineError(`resume: no loop named '${name}'`)
+    if (FINAL.has(record.status)) {
+      throw new EngineError(`resume: loop ${name} already ended (${record.status}, ${record.reason})`)
+    }
+    const owner = await this.ownerElsewhere(name)
+    if (owner !== null) throw new EngineError(`resume: loop ${name} is running in process ${owner}`)
+    return this.restore(record)
+  }
+
+  /** Names of the unfinished loops in the store that no live process runs. */
+  async unfinished(): Promise<string[]> {
+    const names: string[] = []
+    for (const r of await this.store.list()) {
+      if (!FINAL.has(r.status) && !this.live.has(r.name) && (await this.ownerElsewhere(r.name)) === null) {
+        names.push(r.name)
+      }
+    }
+    return names
+  }
+
+  /** The loop's history (transition log), oldest first. */
+  async history(name: string): Promise<HistoryEntry[]> {
+    if (!this.live.has(name) && !(await this.store.has(name))) throw new EngineError(`history: no loop named '${name}'`)
+    await this.settled()
+    return this.store.history(name)
+  }
+
+  /**
+   * Creates a new loop from a past snapshot of `name` (with its own copy of the
+   * workspace) and starts it; the original is left as it is.
+   */
+  async fork(name: string, options: ForkOptions): Promise<LoopHandle> {
+    this.assertOpen()
+    const entries = await this.history(name)
+    if (entries.length === 0) throw new EngineError(`fork: loop ${name} has no history`)
+    const at = entries.filter((e) => e.seq <= options.at && e.snapshot !== undefined).pop()
+    if (!at) {
+      const seqs = entries.filter((e) => e.snapshot !== undefined).map((e) => e.seq)
+      throw new EngineError(
+        `fork: no snapshot at or before #${options.at} of ${name} (snapshots at: ${seqs.join(', ') || 'none'})`,
+      )
+    }
+    const source = at.snapshot as PersistedLoop
+    const newName = await this.reserveName(options.name, `${name}-fork`)
+    try {
+      const workspace = resolve(options.workspace ?? join(dirname(source.context.workspace), `${basename(source.context.workspace)}.${newName}`))
+      if (await exists(workspace)) throw new EngineError(`fork: workspace ${workspace} already exists`)
+      await cp(source.context.workspace, workspace, { recursive: true, errorOnExist: true, force: false })
+      const snapshot: PersistedLoop = {
+        ...source,
+        context: { ...source.context, name: newName, workspace, runningSince: null, endedAt: null },
+      }
+      const now = new Date().toISOString()
+      const record = recordOf(snapshot, now)
+      await this.store.put(record)
+      return await this.restore(record)
+    } finally {
+      this.reserved.delete(newName)
     }
   }
 
@@ -167,9 +295,14 @@ export class Engine {
     return this.live.get(name)?.handle
   }
 
+  /** Handles of every loop this engine runs or queues. */
+  handles(): LoopHandle[] {
+    return [...this.live.values()].map((l) => l.handle)
+  }
+
   /**
    * Saves every live loop and stops its actor without ending it: the loops stay
-   * `running` (or `queued`) in the store, to be resumed later.
+   * `running` (or `paused`, `queued`) in the store, to be resumed later.
    */
   async close(): Promise<void> {
     if (this.closed) return
@@ -180,25 +313,51 @@ export class Engine {
       loop.unsubscribe = null
       if (loop.started) {
         loop.record = recordOf(loop.actor.getPersistedSnapshot() as PersistedLoop, loop.createdAt)
-        this.write(loop.record)
+        void this.write(loop.record)
         loop.actor.stop()
       }
     }
     await this.settled()
     await this.store.flush()
-    for (const loop of this.live.values()) if (loop.started) await releaseLock(this.dataDir, loop.name)
+    if (this.usesLocks) {
+      for (const loop of this.live.values()) if (loop.started) await releaseLock(this.dataDir, loop.name)
+    }
     this.live.clear()
     this.queue.length = 0
   }
 
-  private track(name: string, createdAt: string, actor: LoopActor): LiveLoop {
+  private assertOpen(): void {
+    if (this.closed) throw new EngineError('engine: closed')
+  }
+
+  private async restore(record: LoopRecord): Promise<LoopHandle> {
+    const snapshot = record.snapshot as PersistedLoop
+    const context = snapshot.context
+    for (const model of new Set([...context.config.models, ...context.config.auditorModels])) {
+      this.provider(record.name, model)
+    }
+    const loop = this.track(record.name, record.createdAt, { snapshot }, true)
+    loop.record = record
+    loop.lastState = stateString(snapshot.value)
+    if (record.status === 'queued' || this.running >= this.maxConcurrent) this.queue.push(loop)
+    else await this.launch(loop)
+    return loop.handle
+  }
+
+  private track(
+    name: string,
+    createdAt: string,
+    from: { input: LoopInput } | { snapshot: PersistedLoop },
+    restored: boolean,
+  ): LiveLoop {
     let settle!: LiveLoop['settle']
     const done = new Promise<LoopOutput>((resolve, reject) => (settle = { resolve, reject }))
     done.catch(() => {}) // observed through handle.done; never an unhandled rejection
     const loop: LiveLoop = {
       name,
       createdAt,
-      actor,
+      actor: null as unknown as LoopActor,
+      restored,
       started: false,
       record: null as unknown as LoopRecord,
       listeners: new Set(),
@@ -221,6 +380,17 @@ export class Engine {
         say: (text) => this.deliver(loop, { type: 'loop.say', text }),
       },
     }
+    const inspect = (event: InspectionEvent) => {
+      this.inspector?.(event)
+      if (event.type === '@xstate.snapshot' && event.actorRef === loop.actor && loop.unsubscribe !== null) {
+        this.onSnapshot(loop, event.event.type)
+      }
+    }
+    loop.actor =
+      'input' in from
+        ? createActor(this.machine, { input: from.input, inspect })
+        : // input is only read for a fresh start; a restored actor takes its context from the snapshot
+          createActor(this.machine, { snapshot: from.snapshot, input: from.snapshot.context, inspect })
     this.live.set(name, loop)
     return loop
   }
@@ -228,33 +398,24 @@ export class Engine {
   private async launch(loop: LiveLoop): Promise<void> {
     this.running++
     loop.started = true
-    if (this.dataDir && this.store instanceof JsonStore) await acquireLock(this.dataDir, loop.name)
-    const sub = loop.actor.subscribe({
-      next: (snapshot) => this.onSnapshot(loop, snapshot.status === 'done'),
-      error: (err) => this.onActorError(loop, err),
-    })
+    if (this.usesLocks) await acquireLock(this.dataDir, loop.name)
+    // The error observer keeps an actor's error from being rethrown (and killing the process).
+    const sub = loop.actor.subscribe({ error: (err) => this.onActorError(loop, err) })
     loop.unsubscribe = () => sub.unsubscribe()
     loop.actor.start()
-    this.onSnapshot(loop, loop.actor.getSnapshot().status === 'done')
+    if (loop.restored) loop.actor.send({ type: 'loop.restored' })
   }
 
-  /** Queued loops take commands too: they are applied to the not-yet-started actor. */
+  /** Queued loops take commands too: cancel and say start the actor so that the event lands. */
   private deliver(loop: LiveLoop, event: ControlEvent): void {
-    if (!loop.started) {
-      if (event.type === 'loop.cancel') this.cancelQueued(loop)
-      else if (event.type === 'loop.say') {
-        // A queued actor is not running yet: start it now so the message lands in its context.
-        this.dequeue(loop)
-        void this.launch(loop).then(() => loop.actor.send(event))
-      }
+    if (loop.started) {
+      loop.actor.send(event)
       return
     }
-    loop.actor.send(event)
-  }
-
-  private cancelQueued(loop: LiveLoop): void {
-    this.dequeue(loop)
-    void this.launch(loop).then(() => loop.actor.send({ type: 'loop.cancel' }))
+    if (event.type === 'loop.cancel' || event.type === 'loop.say') {
+      this.dequeue(loop)
+      void this.launch(loop).then(() => loop.actor.send(event))
+    }
   }
 
   private dequeue(loop: LiveLoop): void {
@@ -262,27 +423,53 @@ export class Engine {
     if (i >= 0) this.queue.splice(i, 1)
   }
 
-  private onSnapshot(loop: LiveLoop, final: boolean): void {
+  /** Every root snapshot: save it if the state or context changed, log transitions, tell listeners. */
+  private onSnapshot(loop: LiveLoop, eventType: string): void {
+    const actorSnapshot = loop.actor.getSnapshot()
+    const final = actorSnapshot.status === 'done'
     const snapshot = loop.actor.getPersistedSnapshot() as PersistedLoop
     const state = stateString(snapshot.value)
     if (snapshot.context === loop.lastContext && state === loop.lastState && !final) return
+    const from = loop.lastState
     loop.lastContext = snapshot.context
     loop.lastState = state
     loop.record = recordOf(snapshot, loop.createdAt)
     const written = this.write(loop.record)
+    if (state !== from || eventType === 'loop.restored') this.logTransition(loop, eventType, from, state, snapshot)
     const view = viewOf(loop.record)
     for (const listener of loop.listeners) listener(view)
-    if (final) void written.then(() => this.finish(loop, snapshot))
+    if (final) void written.then(() => this.finish(loop, actorSnapshot.output))
   }
 
-  private async finish(loop: LiveLoop, snapshot: PersistedLoop): Promise<void> {
+  private logTransition(loop: LiveLoop, event: string, from: string, to: string, snapshot: PersistedLoop): void {
+    const c = snapshot.context
+    const entry: NewHistoryEntry = { at: new Date().toISOString(), event, from, to, iteration: c.iteration, phase: c.phase }
+    // Snapshots at phase boundaries: where the top-level phase state changes (coding → auditing, → paused …).
+    if (phaseState(from) !== phaseState(to)) entry.snapshot = snapshot
+    const p = this.store.appendHistory(loop.name, [entry], this.historyLimit).catch((err: unknown) => {
+      this.onProblem(`engine: could not log history of ${loop.name}: ${err instanceof Error ? err.message : err}`)
+    })
+    this.keepPending(p)
+  }
+
+  private async finish(loop: LiveLoop, output: LoopOutput | undefined): Promise<void> {
     loop.unsubscribe?.()
     loop.unsubscribe = null
-    await releaseLock(this.dataDir, loop.name)
+    if (this.usesLocks) await releaseLock(this.dataDir, loop.name)
     this.forgetProviders(loop.name)
     this.live.delete(loop.name)
     this.running--
-    loop.settle.resolve(loop.actor.getSnapshot().output ?? outputOf(snapshot))
+    const c = contextOf(loop.record)
+    loop.settle.resolve(
+      output ?? {
+        name: c.name,
+        status: c.status as LoopOutput['status'],
+        reason: c.reason ?? 'completed',
+        iteration: c.iteration,
+        usage: c.usage,
+        error: c.lastError,
+      },
+    )
     this.drainQueue()
   }
 
@@ -290,6 +477,7 @@ export class Engine {
     const message = err instanceof Error ? err.message : String(err)
     this.onProblem(`engine: loop ${loop.name} crashed: ${message}`)
     loop.unsubscribe?.()
+    loop.unsubscribe = null
     this.live.delete(loop.name)
     this.running--
     loop.settle.reject(err)
@@ -306,9 +494,14 @@ export class Engine {
     const p = this.store.put(record).catch((err: unknown) => {
       this.onProblem(`engine: could not save loop ${record.name}: ${err instanceof Error ? err.message : err}`)
     })
+    this.keepPending(p)
+    return p
+  }
+
+  /** Keeps a store write in `pending` until it settles. */
+  private keepPending(p: Promise<void>): void {
     this.pending.add(p)
     void p.finally(() => this.pending.delete(p))
-    return p
   }
 
   private async settled(): Promise<void> {
@@ -336,7 +529,14 @@ export class Engine {
     for (const key of this.providers.keys()) if (key.startsWith(`${loopName}\u0000`)) this.providers.delete(key)
   }
 
-  private async reserveName(wanted: string | undefined, title: string): Promise<string> {
+  /** The pid of another live process that runs the loop, or null. */
+  private async ownerElsewhere(name: string): Promise<number | null> {
+    if (!this.usesLocks) return null
+    const owner = await lockOwner(this.dataDir, name)
+    return owner === null || owner === process.pid ? null : owner
+  }
+
+  private async reserveName(wanted: string | undefined, base: string): Promise<string> {
     const taken = async (n: string) => this.reserved.has(n) || this.live.has(n) || (await this.store.has(n))
     if (wanted !== undefined) {
       if (!/^[a-z0-9][a-z0-9-]{0,79}$/.test(wanted)) {
@@ -346,7 +546,6 @@ export class Engine {
       this.reserved.add(wanted)
       return wanted
     }
-    const base = slugify(title)
     let name = base
     for (let n = 2; await taken(name); n++) name = `${base}-${n}`
     this.reserved.add(name)
@@ -362,16 +561,9 @@ export class Engine {
   }
 }
 
-function outputOf(snapshot: PersistedLoop): LoopOutput {
-  const c = snapshot.context
-  return {
-    name: c.name,
-    status: c.status as LoopOutput['status'],
-    reason: c.reason ?? 'completed',
-    iteration: c.iteration,
-    usage: c.usage,
-    error: c.lastError,
-  }
+/** `running.coding.watching` → `running.coding`; `paused` → `paused`. */
+function phaseState(state: string): string {
+  return state.split('.').slice(0, 2).join('.')
 }
 
 async function readTask(spec: LoopTaskSpec): Promise<Pick<LoopInput, 'task' | 'sections'>> {
@@ -385,6 +577,15 @@ async function readTask(spec: LoopTaskSpec): Promise<Pick<LoopInput, 'task' | 's
     throw new EngineError(code === 'ENOENT' ? `plan: ${spec.planFile}: file not found` : `plan: ${spec.planFile}: ${code}`)
   }
   return parsePlan(text, spec.planFile)
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch {
+    return false
+  }
 }
 
 async function checkWorkspace(dir: string): Promise<void> {

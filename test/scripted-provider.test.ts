@@ -221,12 +221,14 @@ describe('ScriptedProvider', () => {
     expect(chunks).toEqual([{ text: 'reading' }, { toolCall: response.toolCalls[0] }, { toolCall: response.toolCalls[1] }])
   })
 
-  it('numbers tool call ids across calls and roles', async () => {
-    const call = { type: 'tool_calls', calls: [{ name: 'list_findings', arguments: {} }] }
+  it('gives tool calls ids naming role, entry and position, the same when an entry is asked again', async () => {
+    const call = { type: 'tool_calls', calls: [{ name: 'list_findings', arguments: {} }, { name: 'list_files', arguments: {} }] }
     const p = provider({ coder: [call, call], auditor: [call] })
     const ids = []
     for (const role of ['coder', 'auditor', 'coder'] as const) ids.push(...(await p.chat(request(role))).toolCalls.map((c) => c.id))
-    expect(ids).toEqual(['call_1', 'call_2', 'call_3'])
+    expect(ids).toEqual(['coder-1-1', 'coder-1-2', 'auditor-1-1', 'auditor-1-2', 'coder-2-1', 'coder-2-2'])
+    const again = await p.chat({ ...request('coder'), callIndex: 1 })
+    expect(again.toolCalls.map((c) => c.id)).toEqual(['coder-2-1', 'coder-2-2'])
   })
 
   it('estimates usage from characters when the entry gives none', async () => {

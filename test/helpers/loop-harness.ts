@@ -37,6 +37,11 @@ export interface Harness {
   state(): string
   /** Requests of one role, in order. */
   prompts(role: ChatRequest['role']): string[]
+  /**
+   * Stops the actor as a crash would (no event), keeps its persisted snapshot,
+   * optionally lets `downMs` of fake time pass, and restores it on fresh providers.
+   */
+  restart(downMs?: number): Promise<void>
   cleanup(): Promise<void>
 }
 
@@ -54,9 +59,12 @@ export async function startLoop(opts: HarnessOptions): Promise<Harness> {
   const scenarios = opts.scenarios ?? { main: opts.scenario ?? {} }
   const providers = new Map<string, ScriptedProvider>()
   const requests: Recorded[] = []
-  for (const [key, json] of Object.entries(scenarios)) {
-    providers.set(`scripted:${key}`, new ScriptedProvider(parseScenario(json, `${key}.json`)))
+  const freshProviders = () => {
+    for (const [key, json] of Object.entries(scenarios)) {
+      providers.set(`scripted:${key}`, new ScriptedProvider(parseScenario(json, `${key}.json`)))
+    }
   }
+  freshProviders()
   const recording = (spec: string, inner: ModelProvider): ModelProvider => ({
     scheme: inner.scheme,
     chat: (req) => {
@@ -78,33 +86,48 @@ export async function startLoop(opts: HarnessOptions): Promise<Harness> {
   })
   const task = opts.goal !== undefined ? goalTask(opts.goal) : parsePlan(opts.plan ?? '# Test plan\n\nDo it.', 'plan.md')
   const input: LoopInput = { name: 'test-loop', ...task, workspace, config }
-  const actor = createActor(loopMachine.provide(services), { input })
+  const machine = loopMachine.provide(services)
   const states: string[] = []
-  actor.subscribe({
-    next: (s) => {
-      const v = stateString(s.value)
-      if (states[states.length - 1] !== v) states.push(v)
-    },
-    error: () => {},
-  })
-  actor.start()
-  return {
+  const watch = (a: Actor<typeof loopMachine>) => {
+    a.subscribe({
+      next: (s) => {
+        const v = stateString(s.value)
+        if (states[states.length - 1] !== v) states.push(v)
+      },
+      error: () => {},
+    })
+    a.start()
+  }
+  const actor = createActor(machine, { input })
+  watch(actor)
+  const h: Harness = {
     actor,
     workspace,
     requests,
     providers,
     states,
-    ctx: () => actor.getSnapshot().context,
-    state: () => stateString(actor.getSnapshot().value),
+    ctx: () => h.actor.getSnapshot().context,
+    state: () => stateString(h.actor.getSnapshot().value),
     prompts: (role) =>
       requests
         .filter((r) => r.role === role)
         .map((r) => r.messages.filter((m) => m.role === 'user').map((m) => m.content).join('\n---\n')),
+    restart: async (downMs = 0) => {
+      const snapshot = JSON.parse(JSON.stringify(h.actor.getPersistedSnapshot()))
+      h.actor.stop()
+      if (downMs > 0) await vi.advanceTimersByTimeAsync(downMs)
+      freshProviders()
+      const restored = createActor(machine, { snapshot, input })
+      h.actor = restored
+      watch(restored)
+      restored.send({ type: 'loop.restored' })
+    },
     cleanup: async () => {
-      actor.stop()
+      h.actor.stop()
       await rm(workspace, { recursive: true, force: true })
     },
   }
+  return h
 }
 
 /** Advances fake time in steps until the loop is done (or `maxMs` of fake time passed). */
