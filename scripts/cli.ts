@@ -17,7 +17,7 @@ import { detailOf, viewOf, type LoopDetail, type LoopView } from '../services/vi
 import { detailText, fit, listTable, oneLine, progressKey, progressLine, resultLine } from './format.ts'
 
 /** A failure the CLI reports as one line, with its exit code (2: bad usage or input). */
-export class CliError extends Error {
+class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode = 2,
@@ -27,7 +27,7 @@ export class CliError extends Error {
 }
 
 /** Exit code of each final status. */
-export const EXIT_CODES = { completed: 0, errored: 1, stalled: 3, cancelled: 4, interrupted: 130 } as const
+const EXIT_CODES = { completed: 0, errored: 1, stalled: 3, cancelled: 4, interrupted: 130 } as const
 
 const FINAL = new Set(['completed', 'cancelled', 'errored', 'stalled'])
 const POLL_MS = 100
@@ -412,7 +412,7 @@ function buildProgram(setExit: (code: number) => void): Command {
   return program
 }
 
-export async function main(argv: string[]): Promise<number> {
+async function main(argv: string[]): Promise<number> {
   let code = 0
   const program = buildProgram((c) => (code = c))
   try {
@@ -432,4 +432,10 @@ export async function main(argv: string[]): Promise<number> {
   return code
 }
 
-process.exit(await main(process.argv))
+main(process.argv).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(e)
+    process.exit(1)
+  },
+)
