@@ -207,6 +207,8 @@ export class Engine {
         this.onProblem(`engine: could not resume ${record.name}: ${err instanceof Error ? err.message : err}`)
       }
     }
+    // Loops restored as queued start once the running ones are back, if there is room.
+    this.drainQueue()
     return handles
   }
 
@@ -222,7 +224,9 @@ export class Engine {
     }
     const owner = await this.ownerElsewhere(name)
     if (owner !== null) throw new EngineError(`resume: loop ${name} is running in process ${owner}`)
-    return this.restore(record)
+    const handle = await this.restore(record)
+    this.drainQueue()
+    return handle
   }
 
   /** Names of the unfinished loops in the store that no live process runs. */
