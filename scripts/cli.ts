@@ -107,7 +107,7 @@ async function runCommand(plan: string | undefined, opts: RunOptions): Promise<n
     dataDir,
     (engine) => engine.start(spec, { ...loopOptions, name: opts.name, workspace: opts.workspace }),
     (detail) =>
-      `loop ${detail.name} started: ${detail.kind} ${plan !== undefined ? `plan ${plan}` : 'goal'}, ` +
+      `loop ${detail.name} started: ${plan !== undefined ? `${detail.kind} plan ${plan}` : 'goal'}, ` +
       `workspace ${detail.workspace}, data ${dataDir}`,
   )
 }
@@ -273,15 +273,15 @@ async function controlCommand(kind: ControlKind, name: string, opts: { data?: st
     out(`loop ${name} is already paused`)
     return 0
   }
-  if (kind === 'resume' && record.status !== 'paused') throw new CliError(`loop ${name} is not paused (${record.status})`)
   const event: ControlEvent =
     kind === 'say' ? { type: 'loop.say', text: text! } : { type: `loop.${kind}` as 'loop.cancel' | 'loop.pause' | 'loop.resume' }
 
   const owner = await lockOwner(dataDir, name)
+  if (kind === 'resume' && owner !== null && record.status !== 'paused') {
+    throw new CliError(`loop ${name} is not paused (${record.status} in process ${owner})`)
+  }
+  if (kind === 'resume' && owner === null) return resumeHere(dataDir, name)
   if (owner === null) {
-    if (kind === 'resume') {
-      throw new CliError(`loop ${name} is not run by any process; resuming a loop from the store is not supported yet`)
-    }
     const { applyOffline } = await import('../services/offline.ts')
     const after = await applyOffline(store, name, event)
     if (kind === 'say') out(`message queued for loop ${name} (no process runs it; ${after.status}): its next prompt includes it`)
@@ -307,6 +307,19 @@ async function controlCommand(kind: ControlKind, name: string, opts: { data?: st
     }
     await new Promise((r) => setTimeout(r, POLL_MS))
   }
+}
+
+/** Restores a loop that no process runs (saved by Ctrl-C, paused, queued) and drives it here, like `run`. */
+function resumeHere(dataDir: string, name: string): Promise<number> {
+  return drive(
+    dataDir,
+    async (engine) => {
+      const handle = await engine.resume(name)
+      if (handle.view().status === 'paused') handle.resume()
+      return handle
+    },
+    (d) => `loop ${d.name} resumed: ${d.phase}, iteration ${d.iteration}, workspace ${d.workspace}, data ${dataDir}`,
+  )
 }
 
 function reflects(kind: Exclude<ControlKind, 'say'>, record: LoopRecord): boolean {
@@ -379,7 +392,7 @@ function buildProgram(setExit: (code: number) => void): Command {
   for (const [kind, description] of [
     ['cancel', 'cancel a loop (it ends as cancelled)'],
     ['pause', 'pause a loop (the live model call is aborted; resume continues it)'],
-    ['resume', 'resume a paused loop that a running `loopstate run` drives'],
+    ['resume', 'resume a paused loop; a loop no process runs (after Ctrl-C) is restored and driven here, like run'],
   ] as const) {
     program
       .command(kind)

@@ -13,7 +13,8 @@ const scenario = (file: string) => `scripted:${fileURLToPath(new URL(`./demo/${f
 const plan = (file: string) => fileURLToPath(new URL(`./demo/${file}`, import.meta.url))
 
 async function main() {
-  // A throwaway store; leave dataDir out to use ./data like the CLI does.
+  // A throwaway store; leave dataDir out to use ./data like the CLI does. By default the engine
+  // also restores the unfinished loops it finds there (`resume: false` leaves them alone).
   const dataDir = await mkdtemp(join(tmpdir(), 'loopstate-spawn-'))
   const engine = await createEngine({ dataDir })
 

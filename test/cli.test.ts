@@ -164,7 +164,7 @@ describe.concurrent('loopstate CLI', () => {
     expect(again.stderr).toBe('loopstate: loop slow already ended (cancelled)\n')
   })
 
-  it('is paused and told things from a second process', MANY_PROCESSES, async (t) => {
+  it('is paused, told things and resumed from other processes, also after its run was stopped', MANY_PROCESSES, async (t) => {
     const s = await sandbox(t)
     const run = await startSlowRun(s, 'slow')
     const say = await s.cli(['say', 'slow', 'use', 'tabs', '--data', s.data])
@@ -176,12 +176,25 @@ describe.concurrent('loopstate CLI', () => {
     const detail = await statusJson(s, 'slow')
     expect(detail.status).toBe('paused')
     expect(detail.inbox).toEqual(['use tabs'])
-    // run waits for a resume while the loop is paused
+    // run waits for a resume while the loop is paused; Ctrl-C saves it paused
     expect(run.child.exitCode).toBe(null)
-    const resume = await s.cli(['resume', 'slow', '--data', s.data])
-    expect(resume.stdout).toContain('loop slow running')
     run.child.kill('SIGINT')
     expect((await run.exit).code).toBe(130)
+    expect((await statusJson(s, 'slow')).status).toBe('paused')
+
+    // no process runs it now: resume restores it and drives it in the foreground
+    const resumed = s.spawn(['resume', 'slow', '--data', s.data])
+    await until('the resumed loop to run', async () => (/loop slow resumed/.test(resumed.output()) ? true : undefined))
+    expect((await statusJson(s, 'slow')).status).toBe('running')
+    expect((await s.cli(['pause', 'slow', '--data', s.data])).stdout).toContain('loop slow paused')
+    expect((await s.cli(['resume', 'slow', '--data', s.data])).stdout).toContain('loop slow running')
+    const again = await s.cli(['resume', 'slow', '--data', s.data])
+    expect(again.code).toBe(2)
+    expect(again.stderr).toMatch(/^loopstate: loop slow is not paused \(running in process \d+\)\n$/)
+    expect((await s.cli(['cancel', 'slow', '--data', s.data])).code).toBe(0)
+    const exit = await resumed.exit
+    expect(exit.code, exit.stderr).toBe(4)
+    expect(exit.stdout).toContain('loop slow cancelled (user_cancelled)')
   })
 
   it('saves on SIGINT (exit 130, loop stays running), then takes say and cancel offline', MANY_PROCESSES, async (t) => {
