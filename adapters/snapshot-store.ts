@@ -20,7 +20,7 @@ export interface LoopRecord {
   /** ISO timestamps. */
   createdAt: string
   updatedAt: string
-  /** `actor.getPersistedSnapshot()`; null while queued. */
+  /** `actor.getPersistedSnapshot()` (a queued loop's is its initial snapshot). */
   snapshot: unknown
 }
 

@@ -245,23 +245,14 @@ export const loopMachine = setup({
     clearRetry: assign({ retryDeadline: null }),
     /**
      * Re-arms the clocks of a restored loop. A stall deadline that passed while the
-     * engine was down counts as one stall, handled like the nudge it would have been.
+     * engine was down counts as one stall (not one per timeout missed); the call it
+     * cut is asked again by the restored session, with a fresh deadline.
      */
-    resumeClocks: assign(({ context }) => {
-      if (!stallPassedWhileDown(context)) return {}
-      const role = roleOfPhase(context.phase)
-      const callInFlight = context.journal === null || context.journal.running.length === 0
-      const journal =
-        context.journal && callInFlight
-          ? { ...context.journal, messages: [...context.journal.messages, { role: 'user' as const, content: NUDGE_MESSAGE }] }
-          : context.journal
-      return {
-        stalls: context.stalls + 1,
-        stallDeadline: Date.now() + context.config.stallTimeoutMs,
-        calls: callInFlight ? bump(context.calls, role, currentModel(context, role)) : context.calls,
-        journal,
-      }
-    }),
+    resumeClocks: assign(({ context }) =>
+      stallPassedWhileDown(context)
+        ? { stalls: context.stalls + 1, stallDeadline: Date.now() + context.config.stallTimeoutMs }
+        : {},
+    ),
     startJournal: assign({
       journal: ({ context, event }) =>
         event.type === 'session.started'
@@ -335,6 +326,7 @@ export const loopMachine = setup({
         },
         errorCount: 0,
         modelFailures: 0,
+        lastError: null,
         stalls: 0,
         wallMs: wallNow(context),
         runningSince: context.runningSince === null ? null : Date.now(),

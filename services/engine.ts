@@ -108,6 +108,8 @@ interface LiveLoop {
   unsubscribe: (() => void) | null
   lastContext: unknown
   lastState: string
+  /** The latest write of the loop's record. */
+  lastWrite: Promise<void>
   settle: { resolve: (o: LoopOutput) => void; reject: (e: unknown) => void }
   handle: LoopHandle
 }
@@ -152,7 +154,12 @@ export class Engine {
     }
     this.historyLimit = options.historyLimit ?? 500
     this.inspector = options.inspect
-    this.machine = loopMachine.provide(createLoopServices({ provider: (loop, spec) => this.provider(loop, spec) }))
+    this.machine = loopMachine.provide(
+      createLoopServices({
+        provider: (loop, spec) => this.provider(loop, spec),
+        durable: async (loop) => this.live.get(loop)?.lastWrite,
+      }),
+    )
     if (options.acceptCommands ?? options.store === undefined) {
       this.poller = setInterval(() => void this.pollCommands(), options.commandPollMs ?? 200)
       this.poller.unref()
@@ -316,8 +323,8 @@ export class Engine {
       loop.unsubscribe?.()
       loop.unsubscribe = null
       if (loop.started) {
-        loop.record = recordOf(loop.actor.getPersistedSnapshot() as PersistedLoop, loop.createdAt)
-        void this.write(loop.record)
+        loop.record = recordOf(checkpointWall(loop.actor.getPersistedSnapshot() as PersistedLoop), loop.createdAt)
+        void this.write(loop)
         loop.actor.stop()
       }
     }
@@ -368,6 +375,7 @@ export class Engine {
       unsubscribe: null,
       lastContext: null,
       lastState: '',
+      lastWrite: Promise.resolve(),
       settle,
       handle: {
         name,
@@ -438,7 +446,7 @@ export class Engine {
     loop.lastContext = snapshot.context
     loop.lastState = state
     loop.record = recordOf(snapshot, loop.createdAt)
-    const written = this.write(loop.record)
+    const written = this.write(loop)
     if (state !== from || eventType === 'loop.restored') this.logTransition(loop, eventType, from, state, snapshot)
     const view = viewOf(loop.record)
     for (const listener of loop.listeners) listener(view)
@@ -494,11 +502,14 @@ export class Engine {
     }
   }
 
-  private write(record: LoopRecord): Promise<void> {
+  /** Saves the loop's current record. */
+  private write(loop: LiveLoop): Promise<void> {
+    const record = loop.record
     const p = this.store.put(record).catch((err: unknown) => {
       this.onProblem(`engine: could not save loop ${record.name}: ${err instanceof Error ? err.message : err}`)
     })
     this.keepPending(p)
+    loop.lastWrite = p
     return p
   }
 
@@ -563,6 +574,14 @@ export class Engine {
       for (const event of await takeCommands(this.dataDir, name)) this.deliver(loop, event)
     }
   }
+}
+
+/** The snapshot with its running time brought up to now (a restore does not count the time it was stopped). */
+function checkpointWall(snapshot: PersistedLoop): PersistedLoop {
+  const c = snapshot.context
+  if (c.runningSince === null) return snapshot
+  const now = Date.now()
+  return { ...snapshot, context: { ...c, wallMs: c.wallMs + Math.max(0, now - c.runningSince), runningSince: now } }
 }
 
 /** `running.coding.watching` → `running.coding`; `paused` → `paused`. */

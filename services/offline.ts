@@ -29,8 +29,11 @@ export async function applyOffline(store: SnapshotStore, name: string, event: Co
   if (record.snapshot === null || typeof record.snapshot !== 'object') {
     throw new OfflineError(`offline: loop ${name} has no saved snapshot`)
   }
+  // Time while no process ran the loop is not running time: its running stretch starts now.
+  const saved = record.snapshot as PersistedLoop
+  const fresh = { ...saved, context: { ...saved.context, runningSince: saved.context.runningSince === null ? null : Date.now() } }
   // Restored from a snapshot, the machine takes no input: the typed overload would demand one.
-  const actor = createActor(idleMachine as AnyStateMachine, { snapshot: record.snapshot as Snapshot<unknown> })
+  const actor = createActor(idleMachine as AnyStateMachine, { snapshot: fresh as Snapshot<unknown> })
   let failure: unknown = null
   // An actor without an error observer rethrows and would kill the process.
   actor.subscribe({ error: (err) => (failure = err) })

@@ -11,6 +11,8 @@ import { toolsFor } from './tools.ts'
 export interface LoopServiceDeps {
   /** The provider of a model spec for a loop, and the model name it takes. Throws for an unknown scheme. */
   provider(loopName: string, spec: string): { provider: ModelProvider; model: string }
+  /** Resolves when the loop's latest snapshot is saved (write-ahead for side-effect tools). */
+  durable?(loopName: string): Promise<void>
 }
 
 /** Plain, serializable error for the loop's context. */
@@ -65,6 +67,7 @@ export function createSessionLogic(deps: LoopServiceDeps) {
         toolContext: { workspace: context.workspace, role, findings, runCommand: context.config.runCommand },
         signal: controller.signal,
         maxTurns: context.config.maxTurnsPerSession,
+        durable: deps.durable && (() => deps.durable!(context.name)),
         observer: {
           started: (messages) => send({ type: 'session.started', messages, delivered }),
           activity: () => send({ type: 'session.activity' }),

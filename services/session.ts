@@ -57,6 +57,12 @@ export interface SessionOptions {
   signal: AbortSignal
   maxTurns: number
   observer: SessionObserver
+  /**
+   * Resolves when the loop's record of the steps so far is on disk. A side-effect
+   * tool waits for it after `toolStarted`, so that a crash can never leave a tool
+   * run that the journal does not show as started (it would run again).
+   */
+  durable?: () => Promise<void>
 }
 
 export class ModelSession {
@@ -167,6 +173,8 @@ export class ModelSession {
       } else {
         o.observer.activity()
         o.observer.toolStarted(call.id)
+        if (tool?.sideEffects) await o.durable?.()
+        if (o.signal.aborted) throw abortedError()
         content = (await runTool(o.tools, call, ctx)).content
         if (o.signal.aborted) throw abortedError()
       }

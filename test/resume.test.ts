@@ -74,11 +74,14 @@ describe('restore: timers and the session journal (controlled time)', () => {
     await vi.advanceTimersByTimeAsync(500)
     await harness.restart(60_000) // sixty timeouts' worth of downtime
     expect(harness.ctx().stalls).toBe(1)
-    expect(harness.ctx().calls).toEqual({ 'coder:scripted:main': 1 }) // the hung call counts as nudged
+    expect(harness.ctx().stallDeadline! - Date.now()).toBe(1000) // a fresh deadline for the call asked again
+    expect(harness.ctx().calls).toEqual({}) // the cut call's outcome never reached the loop
+    expect(harness.requests[1]!.messages).toEqual(harness.requests[0]!.messages)
+    await vi.advanceTimersByTimeAsync(1010) // the call asked again hangs too: a real stall, and its nudge
+    expect(harness.requests[2]!.messages.at(-1)).toEqual({ role: 'user', content: NUDGE_MESSAGE })
     const ctx = await runToEnd(harness)
     expect(ctx.reason).toBe('completed')
-    const restoredCall = harness.requests[1]!.messages
-    expect(restoredCall[restoredCall.length - 1]).toEqual({ role: 'user', content: NUDGE_MESSAGE })
+    expect(ctx.lastCoderReply).toBe('back')
   })
 
   it('ends stalled when the stall that passed while down reaches the limit', async () => {
@@ -207,6 +210,25 @@ describe('engine resume', () => {
     const history = await b.history('keep-going')
     expect(history.map((e) => e.event)).toContain('loop.restored')
     expect(history.map((e) => e.seq)).toEqual(history.map((_, i) => i + 1))
+  })
+
+  it('keeps running time across a shutdown, without the time it was stopped', async () => {
+    const hangs = await scenario('hang.json', { coder: [hang(), hang()] })
+    const a = await engine()
+    const h = await a.start({ goal: 'timed' }, { models: [hangs], workspace: dir, stallTimeoutMs: 600_000 })
+    await new Promise((r) => setTimeout(r, 300))
+    await a.close()
+    const saved = await new JsonStore(join(dir, 'data')).get(h.name)
+    const wallAtClose = (saved!.snapshot as { context: { wallMs: number } }).context.wallMs
+    expect(wallAtClose).toBeGreaterThanOrEqual(280)
+    await new Promise((r) => setTimeout(r, 500)) // stopped: not running time
+    const b = await engine()
+    await new Promise((r) => setTimeout(r, 100))
+    b.handle(h.name)!.cancel()
+    await b.handle(h.name)!.done
+    const wall = (await b.get(h.name))!.elapsedMs
+    expect(wall).toBeGreaterThanOrEqual(wallAtClose + 80)
+    expect(wall).toBeLessThan(wallAtClose + 450)
   })
 
   it('leaves loops to a live process that runs them, and resume by name says so', async () => {
