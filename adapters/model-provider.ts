@@ -64,6 +64,11 @@ export interface ModelProvider {
   /** The scheme this provider answers to, e.g. `scripted` or `ollama`. */
   readonly scheme: string
   chat(request: ChatRequest): Promise<ChatResponse>
+  /**
+   * The context window the provider gives the model, in tokens (e.g. Ollama's
+   * num_ctx), or null when unknown. Sessions shorten old tool outputs near it.
+   */
+  contextLength?(model: string, signal: AbortSignal): Promise<number | null>
 }
 
 /**

@@ -52,6 +52,8 @@ export const entrySchema = z.discriminatedUnion('type', [
 export const scenarioFileSchema = z.strictObject({
   coder: z.array(entrySchema).default([]),
   auditor: z.array(entrySchema).default([]),
+  /** The model's context window in tokens, as a real provider would report it (for compaction). */
+  contextLength: z.number().int().positive().optional(),
 })
 
 export type ScenarioEntry = z.infer<typeof entrySchema>
@@ -61,6 +63,7 @@ export interface Scenario {
   source: string
   coder: ScenarioEntry[]
   auditor: ScenarioEntry[]
+  contextLength?: number
 }
 
 /** A scenario that cannot be loaded; the message is one line naming the file and the bad entry. */

@@ -29,6 +29,10 @@ export class ScriptedProvider implements ModelProvider {
     this.#scenario = scenario
   }
 
+  async contextLength(): Promise<number | null> {
+    return this.#scenario.contextLength ?? null
+  }
+
   /** Entries of `role` used so far. */
   consumed(role: Role): number {
     return this.#cursor[role]

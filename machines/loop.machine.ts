@@ -70,6 +70,9 @@ export function initialContext(input: LoopInput, now: number): LoopContext {
 /** The re-prompt after the watchdog aborted a silent model call. */
 export const NUDGE_MESSAGE = 'You have been silent for a while. Continue where you left off.'
 
+/** Failures after which the retry starts a fresh session instead of continuing the journal. */
+const FRESH_START_ERRORS = new Set(['repetition', 'max_turns'])
+
 /** Key of `context.calls`. */
 export const callKey = (role: Role, model: string) => `${role}:${model}`
 
@@ -302,6 +305,12 @@ export const loopMachine = setup({
           ? { ...context.journal, messages: [...context.journal.messages, { role: 'user' as const, content: event.content }] }
           : context.journal,
     }),
+    journalCompaction: assign({
+      journal: ({ context, event }) =>
+        event.type === 'session.compacted' && context.journal
+          ? { ...context.journal, messages: event.messages, notes: [...(context.journal.notes ?? []), event.note] }
+          : context.journal,
+    }),
     endJournal: assign({ journal: null }),
     markPaused: assign({ status: 'paused' }),
     finish: assign({
@@ -395,6 +404,8 @@ export const loopMachine = setup({
         modelFailures: context.modelFailures + 1,
         lastError: event.error,
         calls: event.call ? bump(context.calls, event.call.role, event.call.model) : context.calls,
+        // A session stuck in its own transcript starts over; after other failures the retry continues it.
+        journal: FRESH_START_ERRORS.has(event.error.code) ? null : context.journal,
       }
     }),
     /** After enough failures on one model, move the failing role to the next model of its chain. */
@@ -445,6 +456,7 @@ export const loopMachine = setup({
         'session.tool.finished': { actions: 'journalToolFinished' },
         'session.nudged': { actions: 'journalNudge' },
         'session.reprompted': { actions: 'journalReprompt' },
+        'session.compacted': { actions: 'journalCompaction' },
         'loop.say': { actions: 'queueMessage' },
         'session.turn': [
           { guard: 'turnExceedsBudget', target: 'errored', actions: ['recordTurn', { type: 'setReason', params: { reason: 'budget_exhausted' } }] },

@@ -195,6 +195,8 @@ export interface SessionJournal {
   delivered: number
   /** Tool calls started and not recorded as finished. */
   running: string[]
+  /** What the session did to its own transcript (e.g. shortened old tool outputs to fit the context). */
+  notes?: string[]
 }
 
 export interface LoopContext extends LoopInput {
@@ -262,6 +264,8 @@ export type SessionEvent =
   | { type: 'session.nudged'; role: Role; model: string; content: string }
   /** The session added a user message of its own (e.g. asking for a missing reply). */
   | { type: 'session.reprompted'; content: string }
+  /** The session shortened its transcript to fit the model's context; `messages` replace the journal's. */
+  | { type: 'session.compacted'; messages: ChatMessage[]; note: string }
   | { type: 'session.finding.reported'; finding: Finding }
   | { type: 'session.finding.resolved'; id: string }
   /** `delivered`: how many inbox messages the session's prompt carried (they are dropped from the inbox). */

@@ -76,6 +76,7 @@ export function createSessionLogic(deps: LoopServiceDeps) {
           toolFinished: (callId, name, content) => send({ type: 'session.tool.finished', callId, name, content }),
           nudged: (content) => send({ type: 'session.nudged', role, model: spec, content }),
           reprompted: (content) => send({ type: 'session.reprompted', content }),
+          compacted: (messages, note) => send({ type: 'session.compacted', messages, note }),
         },
       })
       const text = await session.run()

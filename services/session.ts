@@ -22,6 +22,19 @@ import { runTool } from './tools.ts'
 export const EMPTY_REPLY_MESSAGE =
   'You ended your turn without a reply. Reply now with a short account of what you did.'
 
+/** Start of the tool result that refuses a call repeated too often. */
+export const REPEATED_CALL_NOTICE = 'error: repeated call:'
+
+/** The same call (name and arguments) this many times in a row is a strike; this many strikes end the session. */
+export const REPEAT_LIMIT = 3
+export const STRIKE_LIMIT = 3
+
+/** Shorten the transcript when its estimate passes this share of the context window. */
+const COMPACT_AT = 0.85
+/** Tool outputs of the last turns are kept whole; older ones keep this much. */
+const KEEP_LAST_TURNS = 2
+const SHORTENED_KEEP_CHARS = 200
+
 export const INTERRUPTED_TOOL_RESULT =
   'error: interrupted: the engine stopped while this tool ran, so it may or may not have taken effect. ' +
   'Check the workspace before doing it again.'
@@ -37,6 +50,8 @@ export interface SessionObserver {
   /** A call was aborted by a nudge; `content` re-prompts. */
   nudged(content: string): void
   reprompted(content: string): void
+  /** The transcript was shortened to fit the context window. */
+  compacted(messages: ChatMessage[], note: string): void
 }
 
 export type SessionStart =
@@ -113,6 +128,7 @@ export class ModelSession {
       if (turns >= o.maxTurns) {
         throw new ProviderError(`session: the ${o.role} made ${turns} model calls without finishing`, 'max_turns', true)
       }
+      await this.fitContext(messages)
       const call = new AbortController()
       const onAbort = () => call.abort()
       o.signal.addEventListener('abort', onAbort, { once: true })
@@ -167,9 +183,14 @@ export class ModelSession {
       if (done.has(call.id)) continue
       if (o.signal.aborted) throw abortedError()
       const tool = o.tools.find((t) => t.spec.name === call.name)
+      const repeats = timesInARow(messages, call)
       let content: string
       if (interrupted.includes(call.id) && (tool === undefined || tool.sideEffects)) {
         content = INTERRUPTED_TOOL_RESULT
+      } else if (repeats >= REPEAT_LIMIT) {
+        content =
+          `${REPEATED_CALL_NOTICE} this is the same ${call.name} call (same arguments) ${repeats} times in a row; ` +
+          'its result will not change, so it was not run. Do something different.'
       } else {
         o.observer.activity()
         o.observer.toolStarted(call.id)
@@ -181,6 +202,48 @@ export class ModelSession {
       messages.push({ role: 'tool', content, toolCallId: call.id, toolName: call.name })
       o.observer.toolFinished(call.id, call.name, content)
       o.observer.activity()
+      const strikes = messages.filter((m) => m.role === 'tool' && m.content.startsWith(REPEATED_CALL_NOTICE)).length
+      if (strikes >= STRIKE_LIMIT) {
+        throw new ProviderError(
+          `session: the ${o.role} kept repeating the same tool call (${call.name}) after ${strikes} warnings`,
+          'repetition',
+          true,
+        )
+      }
+    }
+  }
+
+  /**
+   * Near the context window, shortens older tool outputs (the prompt, which holds
+   * the plan and the latest findings, and the last turns stay whole) and notes it.
+   */
+  private async fitContext(messages: ChatMessage[]): Promise<void> {
+    const o = this.opts
+    const window = (await o.provider.contextLength?.(o.model, o.signal)) ?? null
+    if (window === null) return
+    const budget = window * COMPACT_AT
+    const estimate = () => estimateTokens(messages) + estimateTokens(o.tools.map((t) => JSON.stringify(t.spec)))
+    if (estimate() <= budget) return
+    const assistantAt = messages.flatMap((m, i) => (m.role === 'assistant' ? [i] : []))
+    const keepFrom = assistantAt[assistantAt.length - KEEP_LAST_TURNS] ?? messages.length
+    let shortened = 0
+    let removed = 0
+    for (let i = 2; i < keepFrom && estimate() > budget; i++) {
+      const m = messages[i]!
+      if (m.role !== 'tool' || m.content.length <= SHORTENED_KEEP_CHARS * 2) continue
+      const cut = m.content.length - SHORTENED_KEEP_CHARS
+      messages[i] = {
+        ...m,
+        content: `${m.content.slice(0, SHORTENED_KEEP_CHARS)}\n[shortened by loopstate: ${cut} more characters of this ${m.toolName} output were removed to fit the model's context]`,
+      }
+      shortened++
+      removed += cut
+    }
+    if (shortened > 0) {
+      o.observer.compacted(
+        [...messages],
+        `shortened ${shortened} older tool output(s) by ${removed} characters to fit a ${window}-token context`,
+      )
     }
   }
 
@@ -193,4 +256,35 @@ export class ModelSession {
     messages.push({ role: 'user', content: EMPTY_REPLY_MESSAGE })
     this.opts.observer.reprompted(EMPTY_REPLY_MESSAGE)
   }
+}
+
+/** A rough token count (4 characters a token), enough to see the context filling up. */
+function estimateTokens(parts: (ChatMessage | string)[]): number {
+  let chars = 0
+  for (const p of parts) {
+    if (typeof p === 'string') chars += p.length
+    else chars += p.content.length + (p.role === 'assistant' ? JSON.stringify(p.toolCalls ?? []).length : 0)
+  }
+  return Math.ceil(chars / 4)
+}
+
+/** How many times in a row, up to and including `call`, the transcript's tool calls were this same call. */
+function timesInARow(messages: ChatMessage[], call: ToolCall): number {
+  const calls = messages.flatMap((m) => (m.role === 'assistant' ? m.toolCalls ?? [] : []))
+  const key = (c: ToolCall) => `${c.name}\u0000${stableJson(c.arguments)}`
+  const at = calls.findIndex((c) => c.id === call.id)
+  let n = 0
+  for (let i = at; i >= 0 && key(calls[i]!) === key(call); i--) n++
+  return n
+}
+
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`
+  }
+  return JSON.stringify(value)
 }

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { REPEATED_CALL_NOTICE } from '../services/session.ts'
 import {
   advanceUntil,
   calls,
@@ -508,5 +509,53 @@ describe('loop: tools through the session', () => {
       role: 'tool',
       content: expect.stringContaining("unknown tool 'write_file'"),
     })
+  })
+})
+
+describe('loop: session hygiene', () => {
+  it('refuses a tool call repeated three times in a row, and three strikes fail the attempt', async () => {
+    const same = calls([['list_files', { path: '.' }]])
+    h = await startLoop({
+      options: { retryBackoff: { baseMs: 100, jitter: 0 } },
+      scenario: { coder: [same, same, same, same, same, text('done differently')], auditor: [text('ok')] },
+    })
+    const ctx = await runToEnd(h)
+    expect(ctx.reason).toBe('completed')
+    expect(h.states).toContain('running.backingOff')
+    const coder = h.requests.filter((r) => r.role === 'coder')
+    const toolResults = coder[4]!.messages.filter((m) => m.role === 'tool').map((m) => m.content)
+    expect(toolResults.slice(0, 2).every((c) => !c.startsWith(REPEATED_CALL_NOTICE))).toBe(true)
+    expect(toolResults[2]).toMatch(/^error: repeated call: this is the same list_files call \(same arguments\) 3 times in a row/)
+    expect(toolResults[3]).toContain('4 times in a row')
+    // the fifth repetition was the third strike: the retry started a fresh session
+    expect(coder[5]!.messages.map((m) => m.role)).toEqual(['system', 'user'])
+    expect(ctx.lastCoderReply).toBe('done differently')
+  })
+
+  it('shortens older tool outputs near the context window, keeping the prompt and the last turns', async () => {
+    const big = (c: string) => c.repeat(3000)
+    h = await startLoop({
+      files: { 'a.txt': big('a'), 'b.txt': big('b') },
+      scenario: {
+        contextLength: 1000,
+        coder: [
+          calls([['read_file', { path: 'a.txt' }]]),
+          calls([['read_file', { path: 'b.txt' }]]),
+          calls([['list_files', {}]]),
+          text('read both', 1000),
+        ],
+        auditor: [text('ok')],
+      },
+    })
+    const harness = h
+    await advanceUntil(harness, () => harness.requests.length === 4)
+    expect(harness.ctx().journal!.notes).toEqual([
+      expect.stringMatching(/^shortened 1 older tool output\(s\) by \d+ characters to fit a 1000-token context$/),
+    ])
+    const sent = harness.requests[3]!.messages.filter((m) => m.role === 'tool').map((m) => m.content)
+    expect(sent[0]).toMatch(/^a{200}\n\[shortened by loopstate: 2800 more characters of this read_file output/)
+    expect(sent[1]).toBe(big('b')) // within the last turns: whole
+    expect(harness.requests[3]!.messages[1]!.content).toContain('# Test plan') // the prompt is kept
+    expect((await runToEnd(harness)).reason).toBe('completed')
   })
 })

@@ -2,7 +2,7 @@
  * Runs the real loop machine with the real session runner on scripted scenarios,
  * recording every model request, in a temp workspace.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { vi } from 'vitest'
@@ -17,7 +17,7 @@ import { goalTask, parsePlan } from '../../services/plan.ts'
 import { createLoopServices } from '../../services/session-actor.ts'
 import { stateString } from '../../services/views.ts'
 
-export type ScenarioJson = { coder?: unknown[]; auditor?: unknown[] }
+export type ScenarioJson = { coder?: unknown[]; auditor?: unknown[]; contextLength?: number }
 
 export interface Recorded {
   model: string
@@ -51,11 +51,14 @@ export interface HarnessOptions {
   scenarios?: Record<string, ScenarioJson>
   plan?: string
   goal?: string
+  /** Files to put in the workspace before the loop starts. */
+  files?: Record<string, string>
   options?: Omit<LoopOptions, 'models'> & { models?: string[] }
 }
 
 export async function startLoop(opts: HarnessOptions): Promise<Harness> {
   const workspace = await mkdtemp(join(tmpdir(), 'loopstate-test-'))
+  for (const [path, content] of Object.entries(opts.files ?? {})) await writeFile(join(workspace, path), content)
   const scenarios = opts.scenarios ?? { main: opts.scenario ?? {} }
   const providers = new Map<string, ScriptedProvider>()
   const requests: Recorded[] = []
@@ -67,6 +70,7 @@ export async function startLoop(opts: HarnessOptions): Promise<Harness> {
   freshProviders()
   const recording = (spec: string, inner: ModelProvider): ModelProvider => ({
     scheme: inner.scheme,
+    contextLength: (model, signal) => inner.contextLength?.(model, signal) ?? Promise.resolve(null),
     chat: (req) => {
       requests.push({ model: spec, role: req.role, messages: req.messages })
       return inner.chat(req)
