@@ -3,7 +3,7 @@
  * Pure: the session actor is a placeholder that services replace with `.provide()`;
  * every action, guard and delay is named here.
  */
-import { and, assign, fromCallback, sendTo, setup } from 'xstate'
+import { and, assign, fromCallback, fromPromise, sendTo, setup } from 'xstate'
 import type { Role } from '../adapters/model-provider.ts'
 import { parseSummary } from './summary.ts'
 import {
@@ -195,6 +195,10 @@ export const loopMachine = setup({
         error: { name: 'Error', message: 'loop: no session actor provided', code: 'no_session', retryable: false },
       })
     }),
+    /** Commits the git worktree (services/git-workspace.ts); only invoked for git loops. */
+    commitWork: fromPromise<string | null, { message: string; context: LoopContext }>(async () => {
+      throw new Error('loop: no commitWork actor provided')
+    }),
   },
   delays: {
     stallTimeout: ({ context }) =>
@@ -204,6 +208,9 @@ export const loopMachine = setup({
   },
   guards: {
     backoffPending: ({ context }) => context.retryDeadline !== null,
+    commitPending: ({ context }) => (context.pendingCommit ?? null) !== null,
+    usesGit: ({ context }) => (context.git ?? null) !== null,
+    finalCommit: ({ context }) => context.pendingCommit?.kind === 'final',
     inCoding: ({ context }) => context.phase === 'coding',
     inAuditing: ({ context }) => context.phase === 'auditing',
     inFinalAuditing: ({ context }) => context.phase === 'finalAuditing',
@@ -312,6 +319,31 @@ export const loopMachine = setup({
           : context.journal,
     }),
     endJournal: assign({ journal: null }),
+    planSectionCommit: assign({
+      pendingCommit: ({ context }) => {
+        const i = context.sectionIndex
+        const s = context.sectionStates[i]!
+        return {
+          kind: 'section' as const,
+          message: `loopstate: ${context.name} section ${i + 1}/${context.sectionStates.length} "${s.title}" clean (iteration ${context.iteration})`,
+        }
+      },
+    }),
+    planFinalCommit: assign({
+      pendingCommit: ({ context }) => ({
+        kind: 'final' as const,
+        message: `loopstate: ${context.name} completed (iteration ${context.iteration}, ${context.audits} audits)`,
+      }),
+    }),
+    clearCommit: assign({ pendingCommit: null }),
+    recordWorkspaceFailure: assign({
+      lastError: ({ event }) => {
+        // loop.workspaceFailed from the engine, or the commit actor's error event
+        const e = event as { message?: string; error?: unknown }
+        const message = e.message ?? (e.error instanceof Error ? e.error.message : String(e.error))
+        return { name: 'WorkspaceError', message, code: 'workspace_failed', retryable: false }
+      },
+    }),
     markPaused: assign({ status: 'paused' }),
     finish: assign({
       status: ({ context }) => STATUS_OF_REASON[context.reason ?? 'completed'],
@@ -457,6 +489,10 @@ export const loopMachine = setup({
         'session.nudged': { actions: 'journalNudge' },
         'session.reprompted': { actions: 'journalReprompt' },
         'session.compacted': { actions: 'journalCompaction' },
+        'loop.workspaceFailed': {
+          target: 'errored',
+          actions: ['recordWorkspaceFailure', { type: 'setReason', params: { reason: 'workspace_failed' } }],
+        },
         'loop.say': { actions: 'queueMessage' },
         'session.turn': [
           { guard: 'turnExceedsBudget', target: 'errored', actions: ['recordTurn', { type: 'setReason', params: { reason: 'budget_exhausted' } }] },
@@ -470,6 +506,7 @@ export const loopMachine = setup({
         /** Routes to the state of the saved phase (start, resume, retry). */
         dispatching: {
           always: [
+            { guard: 'commitPending', target: 'committing' },
             { guard: 'backoffPending', target: 'backingOff' },
             { guard: 'inAuditing', target: 'auditing' },
             { guard: 'inFinalAuditing', target: 'finalAuditing' },
@@ -485,6 +522,11 @@ export const loopMachine = setup({
         judgingAudit: {
           always: [
             {
+              guard: and(['auditClean', 'isSectioned', 'usesGit']),
+              target: 'committing',
+              actions: ['completeSection', 'planSectionCommit'],
+            },
+            {
               guard: and(['auditClean', 'isSectioned', 'hasNextSection']),
               target: 'coding',
               actions: ['completeSection', 'advanceSection'],
@@ -494,6 +536,7 @@ export const loopMachine = setup({
               target: 'finalAuditing',
               actions: ['completeSection', 'enterFinalAuditing'],
             },
+            { guard: and(['auditClean', 'usesGit']), target: 'committing', actions: 'planFinalCommit' },
             { guard: 'auditClean', target: '#loop.completed', actions: { type: 'setReason', params: { reason: 'completed' } } },
             { guard: 'sectionAttemptsExhausted', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'max_section_attempts' } } },
             {
@@ -511,6 +554,7 @@ export const loopMachine = setup({
         }),
         judgingFinalAudit: {
           always: [
+            { guard: and(['auditClean', 'usesGit']), target: 'committing', actions: 'planFinalCommit' },
             { guard: 'auditClean', target: '#loop.completed', actions: { type: 'setReason', params: { reason: 'completed' } } },
             { guard: 'reworkExhausted', target: '#loop.errored', actions: { type: 'setReason', params: { reason: 'max_iterations' } } },
             { target: 'finalAuditFix', actions: 'startRework' },
@@ -529,6 +573,27 @@ export const loopMachine = setup({
             { target: 'backingOff', actions: ['maybeFallBack', 'armRetry'] },
           ],
         },
+        /** Git loops: commit the worktree after a clean section and when the loop completes. */
+        committing: {
+          invoke: {
+            id: 'commit',
+            src: 'commitWork',
+            input: ({ context }) => ({ message: context.pendingCommit?.message ?? '', context }),
+            onDone: [
+              {
+                guard: 'finalCommit',
+                target: '#loop.completed',
+                actions: ['clearCommit', { type: 'setReason', params: { reason: 'completed' } }],
+              },
+              { guard: 'hasNextSection', target: 'coding', actions: ['clearCommit', 'advanceSection'] },
+              { target: 'finalAuditing', actions: ['clearCommit', 'enterFinalAuditing'] },
+            ],
+            onError: {
+              target: '#loop.errored',
+              actions: ['recordWorkspaceFailure', { type: 'setReason', params: { reason: 'workspace_failed' } }],
+            },
+          },
+        },
         backingOff: {
           after: { retryBackoff: { target: 'dispatching', actions: 'clearRetry' } },
         },
@@ -537,6 +602,10 @@ export const loopMachine = setup({
     paused: {
       entry: 'markPaused',
       on: {
+        'loop.workspaceFailed': {
+          target: 'errored',
+          actions: ['recordWorkspaceFailure', { type: 'setReason', params: { reason: 'workspace_failed' } }],
+        },
         'loop.resume': 'running',
         'loop.cancel': { target: 'cancelled', actions: { type: 'setReason', params: { reason: 'user_cancelled' } } },
         'loop.say': { actions: 'queueMessage' },

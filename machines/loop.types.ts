@@ -150,14 +150,30 @@ export type LoopTask =
   | { kind: 'sectioned'; title: string; text: string; preamble: string }
   | { kind: 'goal'; title: string; text: string }
 
+/** A loop that works in a git worktree of the user's repository. */
+export interface GitWorkspace {
+  /** Top of the user's repository. */
+  repo: string
+  /** `loop/<name>`. */
+  branch: string
+  /** Absolute path of the loop's worktree. */
+  worktree: string
+  /** Commit the branch started from. */
+  base: string
+  /** Where in the repository the loop works ('' for its top). */
+  subdir: string
+}
+
 export interface LoopInput {
   name: string
   task: LoopTask
   /** Sections of a sectioned plan (empty otherwise). */
   sections: { title: string; body: string }[]
-  /** Absolute path of the workspace directory. */
+  /** Absolute path of the workspace directory (inside the worktree for git loops). */
   workspace: string
   config: LoopConfig
+  /** Set when the loop works in a git worktree; null (or absent) for a plain directory. */
+  git?: GitWorkspace | null
 }
 
 /** Serializable error as kept in context. */
@@ -241,6 +257,8 @@ export interface LoopContext extends LoopInput {
   stallDeadline: number | null
   /** Epoch ms at which the retry in backoff starts; null when not backing off. */
   retryDeadline: number | null
+  /** A commit of the git worktree in progress (a clean section, or the completed loop). */
+  pendingCommit?: { kind: 'section' | 'final'; message: string } | null
 }
 
 /** Sent by the session actor to the loop. */
@@ -280,8 +298,8 @@ export type ControlEvent =
   | { type: 'loop.resume' }
   | { type: 'loop.say'; text: string }
 
-/** Sent by the engine right after restoring an actor from a snapshot: re-arms timers and restarts the session. */
-export type EngineEvent = { type: 'loop.restored' }
+/** Sent by the engine: right after restoring an actor from a snapshot (re-arms timers, restarts the session), or when its workspace cannot be had. */
+export type EngineEvent = { type: 'loop.restored' } | { type: 'loop.workspaceFailed'; message: string }
 
 export type LoopEvent = SessionEvent | ControlEvent | EngineEvent
 

@@ -15,6 +15,14 @@ import type { ControlEvent, LoopInput, LoopOutput } from '../machines/loop.types
 import { resolveConfig, type LoopOptions } from './config.ts'
 import { acquireLock, inboxNames, lockOwner, releaseLock, takeCommands } from './control.ts'
 import { goalTask, parsePlan, slugify } from './plan.ts'
+import {
+  createWorktree,
+  ensureWorktree,
+  forkWorktree,
+  removeWorktree,
+  repoRoot,
+  workDir,
+} from './git-workspace.ts'
 import { createLoopServices } from './session-actor.ts'
 import {
   contextOf,
@@ -63,8 +71,14 @@ export type LoopTaskSpec = { plan: string; source?: string } | { planFile: strin
 export interface StartOptions extends LoopOptions {
   /** Loop name. @default the slug of the plan title, made unique with -2, -3 … */
   name?: string
-  /** Directory the coder works in. @default the working directory */
+  /**
+   * Directory the coder works in. In a git repository the loop works in a new
+   * worktree on branch `loop/<name>` instead (see `inPlace`).
+   * @default the working directory
+   */
   workspace?: string
+  /** Work in the workspace directory itself even when it is in a git repository. @default false */
+  inPlace?: boolean
 }
 
 export interface ForkOptions {
@@ -102,6 +116,8 @@ interface LiveLoop {
   actor: LoopActor
   /** Restored from a snapshot: told `loop.restored` when started. */
   restored: boolean
+  /** Why the loop's workspace cannot be had (told `loop.workspaceFailed` when started). */
+  workspaceProblem?: string | null
   started: boolean
   record: LoopRecord
   listeners: Set<(view: LoopView) => void>
@@ -172,15 +188,18 @@ export class Engine {
    */
   async start(spec: LoopTaskSpec, options: StartOptions): Promise<LoopHandle> {
     this.assertOpen()
-    const { name: wanted, workspace: ws, ...loopOptions } = options
+    const { name: wanted, workspace: ws, inPlace, ...loopOptions } = options
     const parsed = await readTask(spec)
     const config = resolveConfig(loopOptions)
-    const workspace = resolve(ws ?? process.cwd())
-    await checkWorkspace(workspace)
+    const dir = resolve(ws ?? process.cwd())
+    await checkWorkspace(dir)
     const name = await this.reserveName(wanted, slugify(parsed.task.title))
     try {
       for (const model of new Set([...config.models, ...config.auditorModels])) this.provider(name, model)
-      const input: LoopInput = { name, ...parsed, workspace, config }
+      const repo = inPlace ? null : await repoRoot(dir)
+      const git = repo === null ? null : await createWorktree(dir, repo, name)
+      const workspace = git === null ? dir : workDir(git)
+      const input: LoopInput = { name, ...parsed, workspace, config, git }
       const loop = this.track(name, new Date().toISOString(), { input }, false)
       const queued = this.running >= this.maxConcurrent
       loop.record = recordOf(loop.actor.getPersistedSnapshot() as PersistedLoop, loop.createdAt, queued)
@@ -272,12 +291,23 @@ export class Engine {
     const source = at.snapshot as PersistedLoop
     const newName = await this.reserveName(options.name, `${name}-fork`)
     try {
-      const workspace = resolve(options.workspace ?? join(dirname(source.context.workspace), `${basename(source.context.workspace)}.${newName}`))
-      if (await exists(workspace)) throw new EngineError(`fork: workspace ${workspace} already exists`)
-      await cp(source.context.workspace, workspace, { recursive: true, errorOnExist: true, force: false })
+      const original = source.context.git ?? null
+      let git = null
+      let workspace: string
+      if (original !== null && options.workspace === undefined) {
+        // a git loop's fork gets its own worktree and branch, with the original's uncommitted files
+        git = await forkWorktree(original, newName)
+        workspace = workDir(git)
+      } else {
+        workspace = resolve(
+          options.workspace ?? join(dirname(source.context.workspace), `${basename(source.context.workspace)}.${newName}`),
+        )
+        if (await exists(workspace)) throw new EngineError(`fork: workspace ${workspace} already exists`)
+        await cp(source.context.workspace, workspace, { recursive: true, errorOnExist: true, force: false })
+      }
       const snapshot: PersistedLoop = {
         ...source,
-        context: { ...source.context, name: newName, workspace, runningSince: null, endedAt: null },
+        context: { ...source.context, name: newName, workspace, git, runningSince: null, endedAt: null },
       }
       const now = new Date().toISOString()
       const record = recordOf(snapshot, now)
@@ -286,6 +316,21 @@ export class Engine {
     } finally {
       this.reserved.delete(newName)
     }
+  }
+
+  /**
+   * Removes the git worktree of an ended loop (its branch stays). Returns false
+   * when there was no worktree to remove.
+   */
+  async clean(name: string): Promise<boolean> {
+    const record = this.live.get(name)?.record ?? (await this.store.get(name))
+    if (!record) throw new EngineError(`clean: no loop named '${name}'`)
+    if (!FINAL.has(record.status)) {
+      throw new EngineError(`clean: loop ${name} has not ended (${record.status}); cancel it first`)
+    }
+    const git = contextOf(record).git ?? null
+    if (git === null) throw new EngineError(`clean: loop ${name} has no git worktree (it worked in ${contextOf(record).workspace})`)
+    return removeWorktree(git)
   }
 
   /** Every saved loop, oldest first, with the live state of the loops this engine runs. */
@@ -350,6 +395,14 @@ export class Engine {
     const loop = this.track(record.name, record.createdAt, { snapshot }, true)
     loop.record = record
     loop.lastState = stateString(snapshot.value)
+    // A git loop's worktree may have been deleted meanwhile: check it out again, or end the loop.
+    const git = context.git ?? null
+    if (git !== null) {
+      loop.workspaceProblem = await ensureWorktree(git).then(
+        () => null,
+        (err: unknown) => (err instanceof Error ? err.message : String(err)),
+      )
+    }
     if (record.status === 'queued' || this.running >= this.maxConcurrent) this.queue.push(loop)
     else await this.launch(loop)
     return loop.handle
@@ -416,6 +469,7 @@ export class Engine {
     loop.unsubscribe = () => sub.unsubscribe()
     loop.actor.start()
     if (loop.restored) loop.actor.send({ type: 'loop.restored' })
+    if (loop.workspaceProblem) loop.actor.send({ type: 'loop.workspaceFailed', message: loop.workspaceProblem })
   }
 
   /** Queued loops take commands too: cancel and say start the actor so that the event lands. */

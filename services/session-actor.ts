@@ -1,9 +1,10 @@
 /** The session actor the loop machine invokes by name, and the services bundle to `.provide()`. */
-import { fromCallback } from 'xstate'
+import { fromCallback, fromPromise } from 'xstate'
 import { ProviderError, type ModelProvider } from '../adapters/model-provider.ts'
 import { auditSection, callKey } from '../machines/loop.machine.ts'
 import type { LoopContext, LoopError, LoopEvent, Phase, SessionCommand, SessionInput } from '../machines/loop.types.ts'
 import { createFindingsLedger } from './findings-tools.ts'
+import { commitAll } from './git-workspace.ts'
 import { buildPrompt } from './prompts.ts'
 import { ModelSession, type SessionStart } from './session.ts'
 import { toolsFor } from './tools.ts'
@@ -96,7 +97,13 @@ export function createSessionLogic(deps: LoopServiceDeps) {
   })
 }
 
+/** Commits a git loop's worktree (nothing to commit is fine: the step may already be committed). */
+export const commitWorkLogic = fromPromise<string | null, { message: string; context: LoopContext }>(async ({ input }) => {
+  const git = input.context.git ?? null
+  return git === null ? null : commitAll(git, input.message)
+})
+
 /** What services provide to the loop machine (`loopMachine.provide(createLoopServices(deps))`). */
 export function createLoopServices(deps: LoopServiceDeps) {
-  return { actors: { session: createSessionLogic(deps) } }
+  return { actors: { session: createSessionLogic(deps), commitWork: commitWorkLogic } }
 }

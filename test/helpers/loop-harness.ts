@@ -125,6 +125,7 @@ export async function startLoop(opts: HarnessOptions): Promise<Harness> {
       h.actor = restored
       watch(restored)
       restored.send({ type: 'loop.restored' })
+      await vi.advanceTimersByTimeAsync(0) // let the restored session make its first call
     },
     cleanup: async () => {
       h.actor.stop()
