@@ -1,20 +1,31 @@
 /**
  * The `loopstate` CLI (bin: scripts/loopstate.js). Commands: run, list, status,
- * cancel, pause, resume, say, demo. Usage errors print one line on stderr and
- * exit 2 without touching the data dir.
+ * history, fork, cancel, pause, resume, say, demo. Usage errors print one line
+ * on stderr and exit 2 without touching the data dir.
  */
 import { readFileSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { JsonStore } from '../adapters/json-store.ts'
-import type { LoopRecord } from '../adapters/snapshot-store.ts'
+import type { HistoryEntry, LoopRecord } from '../adapters/snapshot-store.ts'
 import type { ControlEvent, LoopOutput } from '../machines/loop.types.ts'
 import type { LoopOptions } from '../services/config.ts'
 import { lockOwner, sendCommand } from '../services/control.ts'
-import type { Engine, EngineOptions, LoopHandle, LoopTaskSpec } from '../services/engine.ts'
+import type { Engine, LoopHandle, LoopTaskSpec } from '../services/engine.ts'
 import { detailOf, viewOf, type LoopDetail, type LoopView } from '../services/views.ts'
-import { detailText, fit, listTable, oneLine, progressKey, progressLine, resultLine } from './format.ts'
+import { showProgress, stopOnSignals, type Progress } from './follow.ts'
+import {
+  detailText,
+  historyLine,
+  historyTable,
+  listTable,
+  oneLine,
+  plural,
+  resultLine,
+  resultTable,
+  shortPath,
+} from './format.ts'
 
 /** A failure the CLI reports as one line, with its exit code (2: bad usage or input). */
 class CliError extends Error {
@@ -26,14 +37,14 @@ class CliError extends Error {
   }
 }
 
-/** Exit code of each final status. */
-const EXIT_CODES = { completed: 0, errored: 1, stalled: 3, cancelled: 4, interrupted: 130 } as const
+/** Exit code of each final status (a signal exits 130 or 143: follow.ts). */
+const EXIT_CODES = { completed: 0, errored: 1, stalled: 3, cancelled: 4 } as const
 
 const FINAL = new Set(['completed', 'cancelled', 'errored', 'stalled'])
 const POLL_MS = 100
 const CONTROL_TIMEOUT_MS = 5_000
 
-const out = (line: string) => process.stdout.write(`${line}\n`)
+const out = (line = '') => process.stdout.write(`${line}\n`)
 const err = (line: string) => process.stderr.write(`loopstate: ${oneLine(line)}\n`)
 
 function dataDirOf(opts: { data?: string }): string {
@@ -46,6 +57,11 @@ function collect(value: string, previous: string[]): string[] {
 
 function count(value: string): number {
   if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError('expected a non-negative integer.')
+  return Number(value)
+}
+
+function positive(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new InvalidArgumentError('expected a positive integer.')
   return Number(value)
 }
 
@@ -103,55 +119,45 @@ async function runCommand(plan: string | undefined, opts: RunOptions): Promise<n
   const spec: LoopTaskSpec = plan !== undefined ? { planFile: plan } : { goal: opts.goal! }
   const dataDir = dataDirOf(opts)
 
-  return drive(
-    dataDir,
-    (engine) => engine.start(spec, { ...loopOptions, name: opts.name, workspace: opts.workspace }),
-    (detail) =>
+  return drive(dataDir, {
+    begin: (engine) => engine.start(spec, { ...loopOptions, name: opts.name, workspace: opts.workspace }),
+    startedLine: (detail) =>
       `loop ${detail.name} started: ${plan !== undefined ? `${detail.kind} plan ${plan}` : 'goal'}, ` +
       `workspace ${detail.workspace}, data ${dataDir}`,
-  )
+    hintUnfinished: true,
+  })
+}
+
+/** An engine on `dataDir` that restores nothing by itself: each command picks the loops it drives. */
+async function openEngine(dataDir: string): Promise<Engine> {
+  // The engine (with zod and xstate) loads on demand: `list` and `status` start faster without it.
+  const { createEngine } = await import('../services/engine.ts')
+  return createEngine({ dataDir, onProblem: (m) => err(m), resume: false })
+}
+
+interface DriveOptions {
+  /** Starts (restores, forks) the loop to follow. */
+  begin: (engine: Engine) => Promise<LoopHandle>
+  /** The line printed once it runs. */
+  startedLine: (detail: LoopDetail) => string
+  /** Mention the other unfinished loops of the data dir (for `run`). */
+  hintUnfinished?: boolean
 }
 
 /**
  * Creates an engine on `dataDir`, lets `begin` start a loop on it, and follows
- * that loop to its end with a progress line. SIGINT/SIGTERM save it (exit 130).
+ * that loop to its end with a progress line. SIGINT/SIGTERM save it (exit 130/143).
  * Resolves to the exit code of the loop's final status.
  */
-async function drive(
-  dataDir: string,
-  begin: (engine: Engine) => Promise<LoopHandle>,
-  startedLine: (detail: LoopDetail) => string,
-): Promise<number> {
-  // The engine (with zod and xstate) loads on demand: `list` and `status` start faster without it.
-  const { createEngine } = await import('../services/engine.ts')
-  // This process drives one loop: other unfinished loops of the store are not restored here.
-  const engineOptions: EngineOptions & { resume?: boolean } = { dataDir, onProblem: (m) => err(m), resume: false }
-  const engine = await createEngine(engineOptions)
+async function drive(dataDir: string, { begin, startedLine, hintUnfinished = false }: DriveOptions): Promise<number> {
+  const engine = await openEngine(dataDir)
   let handle: LoopHandle | undefined
-  let stopping = false
-  const progress = createProgress()
-  const onSignal = () => {
-    if (stopping) process.exit(EXIT_CODES.interrupted)
-    stopping = true
-    progress.stop()
-    // Saving is quick; never let a stuck write keep the user waiting.
-    setTimeout(() => {
-      err('could not save within 2 s; stopping anyway')
-      process.exit(EXIT_CODES.interrupted)
-    }, 1_800).unref()
-    engine.close().then(
-      () => {
-        out(handle ? `saved; loop ${handle.name} stays resumable` : 'stopped before the loop started')
-        process.exit(EXIT_CODES.interrupted)
-      },
-      (e: unknown) => {
-        err(`could not save: ${message(e)}`)
-        process.exit(EXIT_CODES.interrupted)
-      },
-    )
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
+  let progress: Progress | null = null
+  const guard = stopOnSignals({
+    close: () => engine.close(),
+    before: () => progress?.stop(),
+    saved: () => (handle ? `saved; loop ${handle.name} stays resumable` : 'stopped before the loop started'),
+  })
 
   try {
     handle = await begin(engine)
@@ -159,10 +165,14 @@ async function drive(
     await engine.close()
     throw new CliError(message(e))
   }
-  if (stopping) return new Promise(() => {}) // the signal handler exits
+  if (guard.stopping) return new Promise(() => {}) // the signal handler exits
+  if (hintUnfinished) {
+    const others = await engine.unfinished()
+    if (others.length > 0) err(unfinishedHint(dataDir, others))
+  }
   const detail = await engine.get(handle.name)
   if (detail) out(startedLine(detail))
-  progress.start(handle)
+  progress = showProgress([handle])
   // The engine's timers do not hold the process open; a paused loop must still hear `resume`.
   const keepAlive = setInterval(() => {}, 60_000)
   let output: LoopOutput
@@ -182,44 +192,13 @@ async function drive(
   return EXIT_CODES[output.status]
 }
 
-/** The live progress line of `run`: redrawn on a TTY, a line per change otherwise. */
-function createProgress() {
-  const tty = process.stdout.isTTY === true
-  let handle: LoopHandle | null = null
-  let unsubscribe: (() => void) | null = null
-  let ticker: NodeJS.Timeout | null = null
-  let lastKey = ''
-  let drawn = false
-  const render = (view: LoopView) => {
-    if (tty) {
-      process.stdout.write(`\r${fit(progressLine(view), process.stdout.columns)}\x1b[K`)
-      drawn = true
-    } else {
-      const key = progressKey(view)
-      if (key === lastKey) return
-      lastKey = key
-      out(progressLine(view))
-    }
-  }
-  return {
-    start(h: LoopHandle) {
-      handle = h
-      unsubscribe = h.subscribe(render)
-      render(h.view())
-      if (tty) ticker = setInterval(() => handle && render(handle.view()), 500)
-    },
-    stop() {
-      unsubscribe?.()
-      unsubscribe = null
-      if (ticker) clearInterval(ticker)
-      ticker = null
-      if (tty && drawn) {
-        if (handle) render(handle.view())
-        process.stdout.write('\n')
-        drawn = false
-      }
-    },
-  }
+/** `data/ holds 2 unfinished loops (a, b) that no process runs; …` */
+function unfinishedHint(dataDir: string, names: string[]): string {
+  const shown = names.length > 5 ? [...names.slice(0, 5), '…'] : names
+  return (
+    `${shortPath(dataDir)}/ holds ${plural(names.length, 'unfinished loop')} (${shown.join(', ')}) that no process runs; ` +
+    `\`loopstate resume --all --data ${shortPath(dataDir)}\` carries ${names.length === 1 ? 'it' : 'them'} on`
+  )
 }
 
 // ---------------------------------------------------------------- list, status
@@ -311,15 +290,14 @@ async function controlCommand(kind: ControlKind, name: string, opts: { data?: st
 
 /** Restores a loop that no process runs (saved by Ctrl-C, paused, queued) and drives it here, like `run`. */
 function resumeHere(dataDir: string, name: string): Promise<number> {
-  return drive(
-    dataDir,
-    async (engine) => {
+  return drive(dataDir, {
+    begin: async (engine) => {
       const handle = await engine.resume(name)
       if (handle.view().status === 'paused') handle.resume()
       return handle
     },
-    (d) => `loop ${d.name} resumed: ${d.phase}, iteration ${d.iteration}, workspace ${d.workspace}, data ${dataDir}`,
-  )
+    startedLine: (d) => `loop ${d.name} resumed: ${d.phase}, iteration ${d.iteration}, workspace ${d.workspace}, data ${dataDir}`,
+  })
 }
 
 function reflects(kind: Exclude<ControlKind, 'say'>, record: LoopRecord): boolean {
@@ -337,6 +315,171 @@ async function hasCommands(dataDir: string, name: string): Promise<boolean> {
   }
 }
 
+// ---------------------------------------------------------------- resume --all
+
+/** Exit codes of final statuses, worst first: the exit code of `resume --all` is that of its worst loop. */
+const WORST_FIRST = ['errored', 'stalled', 'cancelled', 'completed'] as const
+
+/**
+ * Restores every unfinished loop of the data dir that no live process runs and
+ * follows them until each has ended or is paused. Paused loops stay paused (a
+ * `resume` from another terminal carries one on here meanwhile); queued ones
+ * start as slots free up.
+ */
+async function resumeAllCommand(dataDir: string): Promise<number> {
+  const engine = await openEngine(dataDir)
+  let handles: LoopHandle[] = []
+  let progress: Progress | null = null
+  const guard = stopOnSignals({
+    close: () => engine.close(),
+    before: () => progress?.stop(),
+    saved: () =>
+      handles.length === 0 ? 'stopped before any loop was resumed' : `saved; ${plural(handles.length, 'loop')} stay resumable`,
+  })
+  try {
+    handles = await engine.resumeAll()
+  } catch (e) {
+    await engine.close()
+    throw new CliError(message(e))
+  }
+  if (guard.stopping) return new Promise(() => {}) // the signal handler exits
+  const where = shortPath(dataDir)
+  if (handles.length === 0) {
+    const elsewhere = (await engine.list()).filter((v) => !FINAL.has(v.status)).length
+    await engine.close()
+    out(
+      `nothing to resume in ${where}/` +
+        (elsewhere > 0 ? ` (${plural(elsewhere, 'unfinished loop')} run${elsewhere === 1 ? 's' : ''} in other processes)` : ''),
+    )
+    return 0
+  }
+
+  const width = Math.max(...handles.map((h) => h.name.length))
+  const pausedNote = (name: string) => `stays paused; \`loopstate resume ${name} --data ${where}\` carries it on`
+  out(`resuming ${plural(handles.length, 'unfinished loop')} of ${where}/:`)
+  for (const h of handles) {
+    const v = h.view()
+    const what =
+      v.status === 'paused' ? `paused: ${pausedNote(h.name)}` : v.status === 'queued' ? 'queued' : `${v.phase}, iteration ${v.iteration}`
+    out(`  ${h.name.padEnd(width)}  ${what}`)
+  }
+  if (handles.every((h) => h.view().status === 'paused')) {
+    await engine.close()
+    out(`nothing to run: ${handles.length === 1 ? 'the loop is' : `all ${handles.length} loops are`} paused`)
+    return 0
+  }
+  out()
+
+  progress = showProgress(handles)
+  const keepAlive = setInterval(() => {}, 60_000)
+  const ended = new Map<string, { output: LoopOutput } | { crash: unknown }>()
+  const unsubscribe: (() => void)[] = []
+  // Done when every loop has ended (its last snapshot saved) or waits paused.
+  await new Promise<void>((resolveAll) => {
+    const check = () => {
+      if (handles.every((h) => ended.has(h.name) || h.view().status === 'paused')) resolveAll()
+    }
+    for (const h of handles) {
+      unsubscribe.push(h.subscribe(check))
+      h.done.then(
+        (output) => (ended.set(h.name, { output }), check()),
+        (crash: unknown) => (ended.set(h.name, { crash }), check()),
+      )
+    }
+    check()
+  })
+  clearInterval(keepAlive)
+  unsubscribe.forEach((u) => u())
+  progress.stop()
+  const rows = handles.map((h) => {
+    const result = ended.get(h.name)
+    return { name: h.name, view: result && 'crash' in result ? null : h.view(), result }
+  })
+  await engine.close()
+  guard.dispose()
+
+  out()
+  out(resultTable(rows))
+  const notes: string[] = []
+  let code = 0
+  for (const { name, view, result } of rows) {
+    if (result && 'crash' in result) {
+      notes.push(`${name}: crashed: ${oneLine(message(result.crash))}`)
+      code = worse(code, EXIT_CODES.errored)
+    } else if (result) {
+      const { status, error } = result.output
+      if (status !== 'completed' && error) notes.push(`${name}: ${oneLine(error.message)}`)
+      code = worse(code, EXIT_CODES[status])
+    } else if (view?.status === 'paused') {
+      notes.push(`${name}: ${pausedNote(name)}`)
+    }
+  }
+  if (notes.length > 0) {
+    out()
+    for (const n of notes) out(`  ${n}`)
+  }
+  return code
+}
+
+function worse(a: number, b: number): number {
+  const rank = (code: number) => WORST_FIRST.findIndex((s) => EXIT_CODES[s] === code)
+  return rank(b) < rank(a) ? b : a
+}
+
+// ---------------------------------------------------------------- history, fork
+
+async function historyCommand(name: string, opts: { json?: boolean; data?: string }): Promise<number> {
+  const dataDir = dataDirOf(opts)
+  const store = new JsonStore(dataDir, { onProblem: (m) => err(m) })
+  await loadRecord(store, dataDir, name)
+  const lines = (await store.history(name)).map(historyLine)
+  if (opts.json) {
+    out(JSON.stringify(lines, null, 2))
+    return 0
+  }
+  if (lines.length === 0) {
+    out(`loop ${name} has no history yet`)
+    return 0
+  }
+  if (lines[0]!.seq > 1) out(`entries before #${lines[0]!.seq} were dropped (the engine keeps the last historyLimit entries, 500 by default)`)
+  out(historyTable(lines))
+  if (lines.some((l) => l.hasSnapshot)) {
+    out(`* a snapshot is kept here: \`loopstate fork ${name} --at <seq>\` starts a new loop from it`)
+  }
+  return 0
+}
+
+interface ForkCommandOptions {
+  at: number
+  name?: string
+  workspace?: string
+  data?: string
+}
+
+/** A snapshot of a loop that had already ended (forking it would only copy the end). */
+const endsLoop = (entry: HistoryEntry) => (entry.snapshot as { status?: string } | undefined)?.status === 'done'
+
+async function forkCommand(name: string, opts: ForkCommandOptions): Promise<number> {
+  const dataDir = dataDirOf(opts)
+  const store = new JsonStore(dataDir, { onProblem: (m) => err(m) })
+  await loadRecord(store, dataDir, name)
+  const entries = await store.history(name)
+  const last = entries.at(-1)
+  if (last === undefined) throw new CliError(`fork: loop ${name} has no history yet`)
+  if (opts.at > last.seq) throw new CliError(`fork: the history of ${name} ends at #${last.seq} (got --at ${opts.at})`)
+  const points = entries.filter((e) => e.snapshot !== undefined && !endsLoop(e)).map((e) => `#${e.seq}`)
+  const from = entries.filter((e) => e.seq <= opts.at && e.snapshot !== undefined).pop()
+  const choices = `snapshots to fork from: ${points.join(', ') || 'none'}`
+  if (from === undefined) throw new CliError(`fork: no snapshot at or before #${opts.at} of ${name}; ${choices}`)
+  if (endsLoop(from)) throw new CliError(`fork: #${from.seq} is where ${name} ended (${from.to}); ${choices}`)
+  return drive(dataDir, {
+    begin: (engine) => engine.fork(name, { at: from.seq, name: opts.name, workspace: opts.workspace }),
+    startedLine: (d) =>
+      `loop ${d.name} forked from ${name} #${from.seq} (${from.to}, iteration ${from.iteration}): ` +
+      `workspace ${d.workspace}, data ${dataDir}`,
+  })
+}
+
 // ---------------------------------------------------------------- program
 
 function buildProgram(setExit: (code: number) => void): Command {
@@ -351,7 +494,8 @@ function buildProgram(setExit: (code: number) => void): Command {
     .showSuggestionAfterError(true)
     .addHelpText(
       'after',
-      '\nExit codes: 0 completed, 1 errored, 2 bad usage or input, 3 stalled, 4 cancelled, 130 interrupted (loop stays resumable).',
+      '\nExit codes: 0 completed, 1 errored, 2 bad usage or input, 3 stalled, 4 cancelled,\n' +
+        '130/143 stopped by SIGINT/SIGTERM (the loops are saved and stay resumable).',
     )
 
   const dataHelp = 'data directory (default: $LOOPSTATE_DATA or ./data)'
@@ -389,10 +533,44 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--data <dir>', dataHelp)
     .action(act((name: string, opts: { json?: boolean; data?: string }) => statusCommand(name, opts)))
 
+  program
+    .command('history')
+    .description("print a loop's transition log; `*` marks the snapshots that fork starts from")
+    .argument('<name>', 'loop name')
+    .option('--json', 'JSON array of history entries (without the snapshots: hasSnapshot says where one is kept)')
+    .option('--data <dir>', dataHelp)
+    .action(act((name: string, opts: { json?: boolean; data?: string }) => historyCommand(name, opts)))
+
+  program
+    .command('fork')
+    .description('start a new loop from a past snapshot of a loop (with a copy of its workspace) and run it here, like run')
+    .argument('<name>', 'loop to fork; it is left as it is')
+    .requiredOption('--at <seq>', 'history entry (see `loopstate history`): its snapshot, or the nearest earlier one', positive)
+    .option('--name <name>', 'name of the new loop (default: <name>-fork)')
+    .option('--workspace <dir>', "where the copy of the workspace goes (default: beside the original, '<workspace>.<new name>'); must not exist")
+    .option('--data <dir>', dataHelp)
+    .action(act((name: string, opts: ForkCommandOptions) => forkCommand(name, opts)))
+
+  program
+    .command('resume')
+    .description(
+      'resume a paused loop; a loop no process runs (after Ctrl-C, SIGTERM or a crash) is restored and driven here, like run',
+    )
+    .argument('[name]', 'loop name')
+    .option('--all', 'restore every unfinished loop no process runs and drive them here (paused ones stay paused)')
+    .option('--data <dir>', dataHelp)
+    .action(
+      act((name: string | undefined, opts: { all?: boolean; data?: string }) => {
+        if (name !== undefined && opts.all) throw new CliError('resume: give a loop name or --all, not both')
+        if (opts.all) return resumeAllCommand(dataDirOf(opts))
+        if (name === undefined) throw new CliError('resume: a loop name or --all is required')
+        return controlCommand('resume', name, opts)
+      }),
+    )
+
   for (const [kind, description] of [
     ['cancel', 'cancel a loop (it ends as cancelled)'],
     ['pause', 'pause a loop (the live model call is aborted; resume continues it)'],
-    ['resume', 'resume a paused loop; a loop no process runs (after Ctrl-C) is restored and driven here, like run'],
   ] as const) {
     program
       .command(kind)

@@ -4,11 +4,12 @@
  */
 import { mkdtemp, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { basename, join, relative } from 'node:path'
+import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createEngine, type EngineOptions, type LoopHandle } from '../services/engine.ts'
+import { createEngine, type LoopHandle } from '../services/engine.ts'
 import type { LoopView } from '../services/views.ts'
-import { fit, formatDuration, formatTokens, oneLine, plural, progressKey, progressLine, table } from './format.ts'
+import { showProgress, stopOnSignals, type Progress } from './follow.ts'
+import { oneLine, plural, resultTable, shortPath } from './format.ts'
 
 const DEMO_DIR = fileURLToPath(new URL('./demo/', import.meta.url))
 const scripted = (file: string) => `scripted:${join(DEMO_DIR, file)}`
@@ -48,14 +49,17 @@ export interface DemoOptions {
 export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
   const out = (line = '') => process.stdout.write(`${line}\n`)
   // The demo runs its own three loops; unfinished loops of earlier runs are left in the store.
-  const engineOptions: EngineOptions & { resume?: boolean } = {
+  const engine = await createEngine({
     dataDir,
-    onProblem: (m) => process.stderr.write(`loopstate: ${m}\n`),
+    onProblem: (m) => process.stderr.write(`loopstate: ${oneLine(m)}\n`),
     resume: false,
-  }
-  const engine = await createEngine(engineOptions)
-  process.on('SIGINT', () => stop(engine.close.bind(engine)))
-  process.on('SIGTERM', () => stop(engine.close.bind(engine)))
+  })
+  let progress: Progress | null = null
+  const guard = stopOnSignals({
+    close: () => engine.close(),
+    before: () => progress?.stop(),
+    saved: () => 'saved; the demo loops stay resumable',
+  })
 
   const started: { handle: LoopHandle; workspace: string; loop: DemoLoop }[] = []
   try {
@@ -71,6 +75,7 @@ export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
     await engine.close()
     throw e
   }
+  if (guard.stopping) return new Promise(() => {}) // the signal handler exits
 
   const width = Math.max(...started.map((s) => s.handle.name.length))
   out(`loopstate demo: three loops at once on scripted models; records in ${shortPath(dataDir)}/loops/`)
@@ -84,13 +89,8 @@ export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
     const code = (await engine.get(view.name))?.error?.code
     if (code) failures.set(view.name, [...(failures.get(view.name) ?? []), code])
   }
-  const progress = blockProgress(started.map((s) => s.handle), width)
-  const unsubscribe = started.map(({ handle }) =>
-    handle.subscribe((view) => {
-      progress.update(view)
-      void noteFailure(view)
-    }),
-  )
+  progress = showProgress(started.map((s) => s.handle))
+  const unsubscribe = started.map(({ handle }) => handle.subscribe((view) => void noteFailure(view)))
   // The engine's timers do not hold the process open; a loop paused from another terminal must still hear `resume`.
   const keepAlive = setInterval(() => {}, 60_000)
   const results = await Promise.allSettled(started.map((s) => s.handle.done))
@@ -99,7 +99,7 @@ export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
   progress.stop()
   out()
 
-  const rows: string[][] = []
+  const rows: { name: string; view: LoopView | null }[] = []
   const notes: string[] = []
   let allCompleted = true
   for (const [i, { handle, workspace }] of started.entries()) {
@@ -107,18 +107,11 @@ export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
     const detail = await engine.get(handle.name)
     if (result.status === 'rejected' || !detail) {
       allCompleted = false
-      rows.push([handle.name, 'crashed', '-', '-', '-', '-'])
+      rows.push({ name: handle.name, view: null })
       continue
     }
     if (detail.status !== 'completed') allCompleted = false
-    rows.push([
-      handle.name,
-      detail.status,
-      detail.reason ?? '-',
-      String(detail.iteration),
-      formatTokens(detail.tokens),
-      formatDuration(detail.elapsedMs),
-    ])
+    rows.push({ name: handle.name, view: detail })
     const what: string[] = []
     if (detail.findings.length > 0) {
       what.push(detail.findings.map((f) => `${f.id} ${f.severity} at ${f.file}:${f.line ?? '-'} ${f.status}`).join(', '))
@@ -136,63 +129,15 @@ export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
     notes.push(`  ${handle.name.padEnd(width)}  ${what.join('; ')}`)
     notes.push(`  ${''.padEnd(width)}  workspace ${workspace}: ${files.sort().join(', ') || '(empty)'}`)
   }
-  out(table(['LOOP', 'STATUS', 'REASON', 'ITERATIONS', 'TOKENS', 'TIME'], rows, [3, 4, 5]))
+  out(resultTable(rows))
   out()
   out('what happened:')
   for (const n of notes) out(n)
   out()
   out(`records: ${shortPath(dataDir)}/loops/<name>.json — try \`npx loopstate list${dataFlag(dataDir)}\` or \`npx loopstate status ${started[0]!.handle.name}${dataFlag(dataDir)}\``)
   await engine.close()
+  guard.dispose()
   return allCompleted ? 0 : 1
-}
-
-let stopping = false
-function stop(close: () => Promise<void>): void {
-  if (stopping) process.exit(130)
-  stopping = true
-  setTimeout(() => process.exit(130), 1_800).unref()
-  void close().finally(() => {
-    process.stdout.write('\nsaved; the demo loops stay resumable\n')
-    process.exit(130)
-  })
-}
-
-/** One progress line per loop: a redrawn block on a TTY, a line per change otherwise. */
-function blockProgress(handles: LoopHandle[], width: number) {
-  const tty = process.stdout.isTTY === true
-  const views = new Map(handles.map((h) => [h.name, h.view()]))
-  const keys = new Map<string, string>()
-  const lines = () => handles.map((h) => fit(progressLine(h.view(), width), process.stdout.columns))
-  let ticker: NodeJS.Timeout | null = null
-  if (tty) {
-    process.stdout.write(`${lines().join('\n')}\n`)
-    ticker = setInterval(() => redraw(), 250)
-  } else {
-    for (const view of views.values()) update(view)
-  }
-  function redraw() {
-    process.stdout.write(`\x1b[${handles.length}A${lines().map((l) => `\r${l}\x1b[K`).join('\n')}\n`)
-  }
-  function update(view: LoopView) {
-    views.set(view.name, view)
-    if (tty) return redraw()
-    const key = progressKey(view)
-    if (keys.get(view.name) === key) return
-    keys.set(view.name, key)
-    process.stdout.write(`${progressLine(view, width)}\n`)
-  }
-  return {
-    update,
-    stop() {
-      if (ticker) clearInterval(ticker)
-      if (tty) redraw()
-    },
-  }
-}
-
-function shortPath(dir: string): string {
-  const rel = relative(process.cwd(), dir)
-  return rel === '' ? '.' : rel.startsWith('..') ? dir : rel
 }
 
 function dataFlag(dataDir: string): string {

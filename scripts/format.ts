@@ -1,4 +1,6 @@
 /** Text formatting for the CLI and the demo: durations, token counts, tables, progress lines. */
+import { relative } from 'node:path'
+import type { HistoryEntry } from '../adapters/snapshot-store.ts'
 import type { LoopDetail, LoopView } from '../services/views.ts'
 
 /** `850ms`, `3.2s`, `1m05s`, `2h03m`. */
@@ -84,6 +86,42 @@ export function listTable(views: LoopView[]): string {
   )
 }
 
+/** The closing table of several loops (`demo`, `resume --all`); a null view is a loop whose actor crashed. */
+export function resultTable(rows: { name: string; view: LoopView | null }[]): string {
+  return table(
+    ['LOOP', 'STATUS', 'REASON', 'ITERATIONS', 'TOKENS', 'TIME'],
+    rows.map(({ name, view: v }) =>
+      v === null
+        ? [name, 'crashed', '-', '-', '-', '-']
+        : [v.name, v.status, v.reason ?? '-', String(v.iteration), formatTokens(v.tokens), formatDuration(v.elapsedMs)],
+    ),
+    [3, 4, 5],
+  )
+}
+
+/** A history entry as `history --json` prints it: the snapshot itself is left out, `hasSnapshot` says whether there is one. */
+export type HistoryLine = Omit<HistoryEntry, 'snapshot'> & { hasSnapshot: boolean }
+
+export function historyLine({ snapshot, ...entry }: HistoryEntry): HistoryLine {
+  return { ...entry, hasSnapshot: snapshot !== undefined }
+}
+
+/** The `history` table: one row per transition; `*` marks the entries that keep a snapshot (fork points). */
+export function historyTable(lines: HistoryLine[]): string {
+  return table(
+    ['SEQ', 'TIME', 'EVENT', 'FROM → TO', 'ITER', 'FORK'],
+    lines.map((e) => [
+      String(e.seq),
+      e.at,
+      e.event,
+      `${e.from || '(start)'} → ${e.to}`,
+      String(e.iteration),
+      e.hasSnapshot ? '*' : '',
+    ]),
+    [0, 4],
+  )
+}
+
 /** The human `status` summary. */
 export function detailText(d: LoopDetail, lastAuditLines = 6): string {
   const out: string[] = []
@@ -153,4 +191,10 @@ export function oneLine(text: string): string {
 export function fit(line: string, columns: number | undefined): string {
   if (!columns || line.length < columns) return line
   return `${line.slice(0, Math.max(0, columns - 2))}…`
+}
+
+/** A directory as the user would type it from here: relative below the working directory, else absolute. */
+export function shortPath(dir: string): string {
+  const rel = relative(process.cwd(), dir)
+  return rel === '' ? '.' : rel.startsWith('..') ? dir : rel
 }

@@ -4,11 +4,12 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it, type TestContext } from 'vitest'
+import type { HistoryLine } from '../scripts/format.ts'
 import type { LoopDetail, LoopView } from '../services/views.ts'
 
 const BIN = fileURLToPath(new URL('../scripts/loopstate.js', import.meta.url))
@@ -223,6 +224,94 @@ describe.concurrent('loopstate CLI', () => {
     expect(pause.stderr).toBe('loopstate: loop slow already ended (cancelled)\n')
   })
 
+  it('saves on SIGTERM (exit 143), hints at the saved loops in run, and resume --all finishes them', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const workspaces = { a: s.workspace, b: join(s.dir, 'wb') }
+    await mkdir(workspaces.b)
+    // slow-ok.json: ok.json whose first coder call takes 3 s, so that the loops are mid-call when stopped.
+    const runs = Object.entries(workspaces).map(([name, ws]) => {
+      const run = s.spawn(['run', fixture('plain.md'), '--model', scripted('slow-ok.json'), '--workspace', ws, '--data', s.data, '--name', name])
+      return { name, run }
+    })
+    for (const { name, run } of runs) {
+      await until(`${name} to start`, async () => (run.output().includes(`loop ${name} started`) ? true : undefined))
+    }
+    const t0 = Date.now()
+    for (const { run } of runs) run.child.kill('SIGTERM')
+    for (const { name, run } of runs) {
+      const exit = await run.exit
+      expect(exit.code, exit.stderr).toBe(143)
+      expect(exit.stdout).toContain(`saved; loop ${name} stays resumable`)
+    }
+    expect(Date.now() - t0).toBeLessThan(2_000)
+    expect((await listJson(s)).map((v) => [v.name, v.status]).sort()).toEqual([['a', 'running'], ['b', 'running']])
+
+    const other = await s.cli(['run', fixture('plain.md'), '--model', scripted('ok.json'), '--workspace', s.workspace, '--data', s.data, '--name', 'c'])
+    expect(other.code, other.stderr).toBe(0)
+    expect(other.stderr).toMatch(
+      /^loopstate: data\/ holds 2 unfinished loops \((a, b|b, a)\) that no process runs; `loopstate resume --all --data data` carries them on\n$/,
+    )
+
+    const resumed = await s.cli(['resume', '--all', '--data', s.data])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(resumed.stdout).toContain('resuming 2 unfinished loops of data/:')
+    expect(resumed.stdout).toMatch(/^LOOP +STATUS +REASON +ITERATIONS +TOKENS +TIME$/m)
+    // the same result as c, an uninterrupted run of the same entries: the cut call was asked again, nothing ran twice
+    const views = new Map((await listJson(s)).map((v) => [v.name, v]))
+    const result = (v: LoopView | undefined) => v && [v.status, v.reason, v.iteration, v.openFindings, v.tokens]
+    expect(result(views.get('c'))).toEqual(['completed', 'completed', 1, 1, expect.any(Number)])
+    for (const name of ['a', 'b'] as const) {
+      expect(resumed.stdout).toMatch(new RegExp(`^${name} +completed +completed +1 `, 'm'))
+      expect(result(views.get(name))).toEqual(result(views.get('c')))
+      expect(await readFile(join(workspaces[name], 'hello.txt'), 'utf8')).toBe('hello\n')
+    }
+  })
+
+  it('prints the history, and forks from the snapshot of the first audit leaving the original as it was', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const run = await s.cli(['run', fixture('plain.md'), '--model', scripted('ok.json'), '--workspace', s.workspace, '--data', s.data])
+    expect(run.code, run.stderr).toBe(0)
+
+    const history = await s.cli(['history', 'add-a-greeting', '--json', '--data', s.data])
+    expect(history.code, history.stderr).toBe(0)
+    const entries = JSON.parse(history.stdout) as HistoryLine[]
+    expect(entries.length).toBeGreaterThanOrEqual(3)
+    entries.forEach((e, i) => {
+      expect(Object.keys(e).sort()).toEqual(['at', 'event', 'from', 'hasSnapshot', 'iteration', 'phase', 'seq', 'to'])
+      if (i > 0) expect(e.seq).toBeGreaterThan(entries[i - 1]!.seq)
+    })
+    expect(entries.map((e) => e.event)).toContain('session.done')
+    expect(entries.at(-1)).toMatchObject({ event: 'session.done', to: 'completed', hasSnapshot: true })
+    const audit = entries.find((e) => e.from.startsWith('running.coding') && e.to.startsWith('running.auditing'))
+    expect(audit).toMatchObject({ event: 'session.done', iteration: 1, phase: 'auditing', hasSnapshot: true })
+
+    const table = await s.cli(['history', 'add-a-greeting', '--data', s.data])
+    expect(table.stdout).toMatch(/^SEQ +TIME +EVENT +FROM → TO +ITER +FORK$/m)
+    expect(table.stdout).toMatch(new RegExp(`^ *${audit!.seq}  \\S+  session\\.done +running\\.coding\\.watching → running\\.auditing\\.watching +1  \\*$`, 'm'))
+
+    const files = [join(s.data, 'loops', 'add-a-greeting.json'), join(s.data, 'history', 'add-a-greeting.jsonl')]
+    const before = await Promise.all(files.map((f) => readFile(f)))
+    const fork = await s.cli(['fork', 'add-a-greeting', '--at', String(audit!.seq), '--name', 'again', '--data', s.data])
+    expect(fork.code, fork.stderr).toBe(0)
+    expect(fork.stdout).toContain(`loop again forked from add-a-greeting #${audit!.seq}`)
+    expect(fork.stdout).toContain(`workspace ${s.workspace}.again,`)
+    expect(fork.stdout).toContain('loop again completed (completed): 1 iteration')
+    expect(await Promise.all(files.map((f) => readFile(f)))).toEqual(before)
+    expect(existsSync(join(`${s.workspace}.again`, 'hello.txt'))).toBe(true)
+
+    const taken = await s.cli(['fork', 'add-a-greeting', '--at', String(audit!.seq), '--workspace', s.workspace, '--data', s.data])
+    expect(taken.code).toBe(2)
+    expect(taken.stderr).toMatch(/^loopstate: fork: workspace .* already exists\n$/)
+    const end = await s.cli(['fork', 'add-a-greeting', '--at', String(entries.at(-1)!.seq), '--data', s.data])
+    expect(end.code).toBe(2)
+    expect(end.stderr).toMatch(/^loopstate: fork: #\d+ is where add-a-greeting ended \(completed\); snapshots to fork from: #\d+/)
+    // nothing written by the refused forks
+    expect((await listJson(s)).map((v) => [v.name, v.status, v.openFindings])).toEqual([
+      ['add-a-greeting', 'completed', 1],
+      ['again', 'completed', 1],
+    ])
+  })
+
   const run = (s: Sandbox, ...args: string[]) => ['run', ...args, '--workspace', s.workspace, '--data', s.data]
   const badInput: [string, (s: Sandbox) => string[], RegExp][] = [
     ['an unknown flag', (s) => run(s, fixture('plain.md'), '--model', scripted('ok.json'), '--bogus'), /unknown option '--bogus'/],
@@ -233,6 +322,9 @@ describe.concurrent('loopstate CLI', () => {
     ['no model', (s) => run(s, fixture('plain.md')), /run: --model is required/],
     ['an unknown command', (s) => ['frobnicate', '--data', s.data], /unknown command 'frobnicate'/],
     ['an unknown loop', (s) => ['status', 'nope', '--data', s.data], /no loop named 'nope'/],
+    ['resume without a name or --all', (s) => ['resume', '--data', s.data], /resume: a loop name or --all is required/],
+    ['the history of an unknown loop', (s) => ['history', 'nope', '--json', '--data', s.data], /no loop named 'nope'/],
+    ['a fork of an unknown loop', (s) => ['fork', 'nope', '--at', '2', '--data', s.data], /no loop named 'nope'/],
   ]
   for (const [what, args, message] of badInput) {
     it(`exits 2 with one line on stderr for ${what}, and leaves no data dir`, async (t) => {
