@@ -49,6 +49,12 @@ export interface OllamaProviderOptions {
    * Thinking is activity for the watchdog but never part of the reply.
    */
   think?: boolean
+  /**
+   * How long `contextLength` waits for the model's `show` before answering null
+   * (the chat that follows asks again, under the call's own signal).
+   * @default 30000
+   */
+  showTimeoutMs?: number
 }
 
 /** What `show` told about a model, as far as the provider needs it. */
@@ -74,6 +80,7 @@ export class OllamaProvider implements ModelProvider {
   readonly #fetch: typeof fetch
   readonly #headers: Record<string, string> | undefined
   readonly #think: boolean | undefined
+  readonly #showTimeoutMs: number
   readonly #shows = new Map<string, Promise<OllamaModelInfo>>()
   /** Calls made per role, for tool call ids when the request has no callIndex. */
   readonly #made: Record<Role, number> = { coder: 0, auditor: 0 }
@@ -88,6 +95,23 @@ export class OllamaProvider implements ModelProvider {
     this.#fetch = options.fetch ?? globalThis.fetch
     this.#headers = options.headers
     this.#think = options.think
+    this.#showTimeoutMs = options.showTimeoutMs ?? 30_000
+  }
+
+  /**
+   * The context window chats of `model` get (`num_ctx`), for the session's
+   * shortening of old tool outputs. Null when `show` fails or takes longer than
+   * `showTimeoutMs`: the chat that follows reports why, as a classified failure of
+   * that call. Rejects with `abortedError()` when `signal` aborts.
+   */
+  async contextLength(model: string, signal: AbortSignal): Promise<number | null> {
+    if (signal.aborted) throw abortedError()
+    try {
+      return (await this.modelInfo(model, AbortSignal.any([signal, AbortSignal.timeout(this.#showTimeoutMs)]))).numCtx
+    } catch {
+      if (signal.aborted) throw abortedError()
+      return null
+    }
   }
 
   async chat(request: ChatRequest): Promise<ChatResponse> {

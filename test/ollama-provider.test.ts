@@ -139,6 +139,31 @@ describe('OllamaProvider', () => {
     expect(capped.server.chats()[0]!.body.options).toEqual({ num_ctx: 4_096 })
   })
 
+  it('reports the num_ctx it sends as contextLength (for the session), null when show fails or hangs', async () => {
+    const { server, provider } = await setup(
+      { [MODEL]: { ...texts(1), contextLength: 8_192 }, big: { scenario: { contextLength: 65_536 } } },
+      { showTimeoutMs: 200 },
+    )
+    const signal = new AbortController().signal
+    expect(await provider.contextLength(MODEL, signal)).toBe(8_192)
+    expect(await provider.contextLength('big', signal)).toBe(32_768)
+    expect(await provider.contextLength('llama9', signal)).toBeNull()
+
+    server.fault({ kind: 'hang', on: 'show' }, { times: 1 })
+    const fresh = new OllamaProvider({ host: server.host, showTimeoutMs: 200 })
+    const started = Date.now()
+    expect(await fresh.contextLength(MODEL, signal)).toBeNull()
+    expect(Date.now() - started).toBeLessThan(2_000)
+    // the chat asks show again and goes through
+    expect((await fresh.chat({ model: MODEL, role: 'coder', messages: opening, tools, signal })).content).toContain('one')
+
+    const controller = new AbortController()
+    server.fault({ kind: 'hang', on: 'show' }, { times: 1 })
+    const pending = new OllamaProvider({ host: server.host }).contextLength(MODEL, controller.signal)
+    setTimeout(() => controller.abort(), 20)
+    expect(await failure(pending)).toMatchObject({ code: 'aborted' })
+  })
+
   it('fails fatally with no_tools before any chat when the model lacks tool calling', async () => {
     const { server, chat } = await setup({ [MODEL]: { ...texts(1), capabilities: ['completion'] } })
     const err = await failure(chat())

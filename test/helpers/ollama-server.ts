@@ -32,8 +32,8 @@ import { parseScenario, type Scenario, type ScenarioEntry } from '../../adapters
 
 export interface ModelScript {
   /** The model's answers: a parsed scenario or scenario JSON. @default no entries */
-  scenario?: Scenario | { coder?: unknown[]; auditor?: unknown[] }
-  /** `model_info['<arch>.context_length']`; null leaves the key out. @default 40960 */
+  scenario?: Scenario | { coder?: unknown[]; auditor?: unknown[]; contextLength?: number }
+  /** `model_info['<arch>.context_length']`; null leaves the key out. @default the scenario's contextLength, else 40960 */
   contextLength?: number | null
   /** `capabilities` of /api/show; null leaves the field out (servers before 0.6.4). @default ['completion', 'tools'] */
   capabilities?: string[] | null
@@ -55,6 +55,8 @@ export type ServerFault =
   | { kind: 'reset' }
   /** Answers with `status` and `{"error": error}`. @default on 'chat' */
   | { kind: 'status'; status: number; error?: string; on?: 'chat' | 'show' | 'any' }
+  /** Takes the request and never answers (no headers). @default on 'chat' */
+  | { kind: 'hang'; on?: 'chat' | 'show' | 'any' }
   /** Streams `afterChunks` chunks, then destroys the socket (no final chunk). */
   | { kind: 'cut'; afterChunks: number }
   /** Streams `afterChunks` chunks, then ends the response cleanly without the final chunk. */
@@ -140,8 +142,8 @@ export async function startOllamaServer(script: OllamaServerScript): Promise<Oll
     const f = current.fault
     const applies =
       f.kind === 'reset' ||
-      (f.kind === 'status' && ((f.on ?? 'chat') === 'any' || path === `/api/${f.on ?? 'chat'}`)) ||
-      (f.kind !== 'status' && path === '/api/chat' && stream)
+      ((f.kind === 'status' || f.kind === 'hang') && ((f.on ?? 'chat') === 'any' || path === `/api/${f.on ?? 'chat'}`)) ||
+      (f.kind !== 'status' && f.kind !== 'hang' && path === '/api/chat' && stream)
     if (!applies) return null
     if (--current.left <= 0) current = null
     return f
@@ -166,6 +168,10 @@ export async function startOllamaServer(script: OllamaServerScript): Promise<Oll
     if (fault?.kind === 'reset') {
       record.outcome = 'fault:reset'
       req.socket.destroy()
+      return
+    }
+    if (fault?.kind === 'hang') {
+      record.outcome = 'fault:hang'
       return
     }
     if (fault?.kind === 'status') {
@@ -193,7 +199,7 @@ export async function startOllamaServer(script: OllamaServerScript): Promise<Oll
         record.outcome = 'not_found'
         return json(res, 404, { error: `model '${name}' not found` })
       }
-      return json(res, 200, showResponse(state.script))
+      return json(res, 200, showResponse(state))
     }
     if (req.method === 'POST' && path === '/api/chat') return chat(body, record, res, fault, stream)
     record.outcome = 'not_found'
@@ -369,9 +375,9 @@ export async function startOllamaServer(script: OllamaServerScript): Promise<Oll
   }
 }
 
-function showResponse(script: ModelScript) {
+function showResponse({ script, scenario }: ModelState) {
   const arch = script.architecture ?? 'llama'
-  const contextLength = script.contextLength === undefined ? 40_960 : script.contextLength
+  const contextLength = script.contextLength === undefined ? (scenario.contextLength ?? 40_960) : script.contextLength
   return {
     license: '',
     modelfile: '',
