@@ -129,6 +129,7 @@ export class ModelSession {
         throw new ProviderError(`session: the ${o.role} made ${turns} model calls without finishing`, 'max_turns', true)
       }
       await this.fitContext(messages)
+      if (o.signal.aborted) throw abortedError()
       const call = new AbortController()
       const onAbort = () => call.abort()
       o.signal.addEventListener('abort', onAbort, { once: true })
