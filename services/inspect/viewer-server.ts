@@ -1,0 +1,768 @@
+/**
+ * `loopstate inspect`: a local web viewer of the loops of a data dir. It serves a
+ * static page (services/inspect/viewer/, no external requests) and JSON, and pushes
+ * live changes to the page over a WebSocket. Changes come from two sources:
+ *
+ * - the store, polled every ~300 ms (mtime and size of data/loops/*.json and
+ *   data/history/*.jsonl): loops run by any process, with or without --inspect,
+ *   and loops that ended (post-mortem);
+ * - inspection events: engines started with `--inspect ws://host:port` connect
+ *   here as stately-compatible WebSocket inspector clients (the frames
+ *   `createWebSocketInspector` sends). Any WebSocket path but `/ws/page` is that
+ *   endpoint; like stately's relay (`@statelyai/inspect/server`), what one such
+ *   client sends is relayed to the others.
+ *
+ * Read-only: nothing in the data dir is created, moved or written. No
+ * authentication: it listens on 127.0.0.1 unless a host is given explicitly.
+ */
+import { open, readdir, readFile, stat } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { WebSocket, WebSocketServer } from 'ws'
+import { migrateRecord } from '../../adapters/migrations.ts'
+import { SCHEMA_VERSION, type HistoryEntry, type LoopRecord } from '../../adapters/snapshot-store.ts'
+import { emptyUsage } from '../../machines/loop.machine.ts'
+import type { LoopContext } from '../../machines/loop.types.ts'
+import { lockOwner } from '../control.ts'
+import { detailOf, stateString, viewOf, type LoopDetail, type LoopView } from '../views.ts'
+import { serializeChart } from './chart.ts'
+import { sanitize } from './sanitize.ts'
+
+export interface ViewerOptions {
+  /** The store to show. @default 'data' */
+  dataDir?: string
+  /** 0 picks a free port. @default 4747 */
+  port?: number
+  /** Address to listen on. @default '127.0.0.1' */
+  host?: string
+  /**
+   * Whether the user chose `host` (`--host`). A non-loopback address is refused
+   * unless it was. @default true when `host` is given
+   */
+  explicitHost?: boolean
+  /** One-line messages: warnings, store problems. @default console.error */
+  log?: (line: string) => void
+  /** How often the store is checked for changes, ms. @default 300 */
+  pollMs?: number
+}
+
+export interface Viewer {
+  /** The page, e.g. `http://127.0.0.1:4747/`. */
+  readonly url: string
+  /** Where engines send inspection events (`--inspect`), e.g. `ws://127.0.0.1:4747/`. */
+  readonly inspectUrl: string
+  readonly port: number
+  close(): Promise<void>
+}
+
+/** The default port of `loopstate inspect`. */
+export const DEFAULT_VIEWER_PORT = 4747
+
+const LOOPBACK = /^(127(?:\.\d{1,3}){3}|localhost|::1|\[::1\])$/i
+
+/** Whether `host` is a loopback address (127.0.0.0/8, localhost, ::1). */
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.test(host)
+}
+
+/**
+ * Throws unless `host` is a loopback address or was chosen explicitly; returns
+ * the warning to print for an explicit non-loopback host (else null).
+ */
+export function checkBindHost(host: string, explicit: boolean): string | null {
+  if (isLoopback(host)) return null
+  if (!explicit) throw new Error(`inspect: refusing to listen on ${host} without --host; the viewer has no authentication`)
+  return `inspect: warning: listening on ${host} without authentication: anyone who can reach it sees every loop, its plan and its findings`
+}
+
+/** A loop as the page lists it. */
+export interface LoopSummary extends LoopView {
+  /** Where the viewer knows it from: the store, inspection events, or both. */
+  sources: { store: boolean; inspector: boolean }
+  /** The pid of the process that runs it (its lock), or null. */
+  owner: number | null
+  /** Inspection events arrived for it from a connected engine. */
+  live: boolean
+}
+
+/** A loop in detail (sanitized: long texts are cut). */
+export interface LoopPayload {
+  summary: LoopSummary
+  detail: LoopDetail
+  /** The actors the inspector saw under the loop (its sessions), newest last. */
+  children: { id: string; name: string; status: string }[]
+}
+
+/** A transition as the page lists it; the snapshot is fetched on demand. */
+export type PageHistoryEntry = Omit<HistoryEntry, 'snapshot'> & { snapshot: boolean }
+
+interface Snap {
+  status?: string
+  value: unknown
+  context: LoopContext
+}
+
+interface LiveLoop {
+  sessionId: string
+  record: LoopRecord
+  lastState: string
+  history: HistoryEntry[]
+  children: Map<string, { name: string; status: string }>
+  stream: StreamEvent[]
+  connected: boolean
+}
+
+interface StreamEvent {
+  at: number
+  type: string
+  target: string
+  source: string | null
+}
+
+interface LoopEntry {
+  name: string
+  store: { record: LoopRecord; mtimeMs: number; size: number } | null
+  owner: number | null
+  live: LiveLoop | null
+  history: { entries: HistoryEntry[]; offset: number; ino: number; rest: string }
+}
+
+const LOOP_FILE = /^([a-z0-9][a-z0-9-]{0,79})\.json$/
+const STATIC: Record<string, { file: string; type: string }> = {
+  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
+}
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+const DETAIL_LIMITS = { maxString: 4000, maxItems: 1000 }
+const STREAM_KEEP = 300
+const LIVE_HISTORY_KEEP = 500
+const RELAY_REPLAY = 200
+
+/** Starts the viewer; resolves once it listens. */
+export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> {
+  const host = options.host ?? '127.0.0.1'
+  const warning = checkBindHost(host, options.explicitHost ?? options.host !== undefined)
+  const log = options.log ?? ((line: string) => console.error(line))
+  if (warning) log(warning)
+  const dataDir = resolve(options.dataDir ?? 'data')
+  const pages = new Map<WebSocket, { selected: string | null }>()
+  const relays = new Set<WebSocket>()
+  const relayReplay: string[] = []
+  const model = new Model(dataDir, log)
+  const staticDir = fileURLToPath(new URL('./viewer/', import.meta.url))
+  const chartJson = JSON.stringify(serializeChart())
+
+  const http = createServer((req, res) => {
+    void handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) send(res, 500, { error: err instanceof Error ? err.message : String(err) })
+    })
+  })
+
+  let port = 0
+  const allowedHost = (req: IncomingMessage) => {
+    // Against DNS rebinding: a loopback viewer answers only to loopback names.
+    if (!isLoopback(host)) return true
+    const h = (req.headers.host ?? '').replace(/:\d+$/, '')
+    return isLoopback(h)
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!allowedHost(req)) return send(res, 403, { error: 'inspect: unknown Host header' })
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'GET only' })
+    const url = new URL(req.url ?? '/', 'http://viewer')
+    const path = url.pathname
+    const asset = STATIC[path]
+    if (asset) {
+      const body = await readFile(join(staticDir, asset.file))
+      res.writeHead(200, {
+        'content-type': asset.type,
+        'cache-control': 'no-store',
+        'content-security-policy': CSP,
+        'x-content-type-options': 'nosniff',
+      })
+      res.end(body)
+      return
+    }
+    if (path === '/api/chart') return sendRaw(res, chartJson)
+    if (path === '/api/loops') return send(res, model.summaries())
+    const m = /^\/api\/loops\/([a-z0-9][a-z0-9-]{0,79})(?:\/history(?:\/(\d+))?)?$/.exec(path)
+    if (m) {
+      const name = m[1]!
+      if (!model.has(name)) return send(res, 404, { error: `inspect: no loop named '${name}'` })
+      if (path.endsWith('/history')) return send(res, model.pageHistory(name))
+      if (m[2] !== undefined) {
+        const at = model.snapshotAt(name, Number(m[2]))
+        return at ? send(res, at) : send(res, 404, { error: `inspect: no snapshot at #${m[2]} of ${name}` })
+      }
+      return send(res, model.payload(name))
+    }
+    send(res, 404, { error: 'not found' })
+  }
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 })
+  http.on('upgrade', (req, socket, head) => {
+    const path = new URL(req.url ?? '/', 'http://viewer').pathname
+    const origin = req.headers.origin
+    const sameOrigin = origin === undefined || !isLoopback(host) || isLoopback(hostnameOf(origin))
+    if (!allowedHost(req) || !sameOrigin) {
+      socket.end('HTTP/1.1 403 Forbidden\r\n\r\n')
+      return
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => (path === '/ws/page' ? onPage(ws) : onRelay(ws)))
+  })
+
+  function onPage(ws: WebSocket): void {
+    const state = { selected: null as string | null }
+    pages.set(ws, state)
+    ws.send(JSON.stringify({ type: 'loops', loops: model.summaries() }))
+    ws.on('message', (data) => {
+      let msg: { type?: unknown; name?: unknown }
+      try {
+        msg = JSON.parse(data.toString()) as typeof msg
+      } catch {
+        return
+      }
+      if (msg.type === 'select' && (typeof msg.name === 'string' || msg.name === null)) {
+        state.selected = msg.name
+        if (msg.name !== null && model.has(msg.name)) {
+          ws.send(JSON.stringify({ type: 'loop', loop: model.payload(msg.name) }))
+          ws.send(JSON.stringify({ type: 'history', name: msg.name, reset: true, entries: model.pageHistory(msg.name) }))
+          ws.send(JSON.stringify({ type: 'stream', name: msg.name, reset: true, events: model.stream(msg.name) }))
+        }
+      }
+    })
+    ws.on('close', () => pages.delete(ws))
+    ws.on('error', () => pages.delete(ws))
+  }
+
+  function onRelay(ws: WebSocket): void {
+    relays.add(ws)
+    for (const text of relayReplay) ws.send(text)
+    const sessions = new Set<string>()
+    ws.on('message', (data) => {
+      const text = data.toString()
+      relayReplay.push(text)
+      if (relayReplay.length > RELAY_REPLAY) relayReplay.shift()
+      for (const other of relays) if (other !== ws && other.readyState === WebSocket.OPEN) other.send(text)
+      try {
+        model.inspection(JSON.parse(text) as Inspection, sessions)
+      } catch {
+        // not an inspection event: relayed, otherwise ignored
+      }
+    })
+    const gone = () => {
+      relays.delete(ws)
+      model.disconnected(sessions)
+    }
+    ws.on('close', gone)
+    ws.on('error', gone)
+  }
+
+  // Pushes: coalesced, at most every 100 ms.
+  const push = setInterval(() => {
+    const changes = model.takeChanges()
+    if (changes === null) return
+    const list = changes.list ? JSON.stringify({ type: 'loops', loops: model.summaries() }) : null
+    for (const [ws, page] of pages) {
+      if (ws.readyState !== WebSocket.OPEN) continue
+      if (list) ws.send(list)
+      const name = page.selected
+      if (name === null || !model.has(name)) continue
+      if (changes.loops.has(name)) ws.send(JSON.stringify({ type: 'loop', loop: model.payload(name) }))
+      const h = changes.history.get(name)
+      if (h) ws.send(JSON.stringify({ type: 'history', name, ...h }))
+      const s = changes.stream.get(name)
+      if (s) ws.send(JSON.stringify({ type: 'stream', name, reset: false, events: s }))
+    }
+  }, 100)
+
+  let polling = false
+  const poller = setInterval(() => {
+    if (polling) return
+    polling = true
+    void model
+      .poll()
+      .catch((err: unknown) => log(`inspect: reading ${dataDir}: ${err instanceof Error ? err.message : err}`))
+      .finally(() => (polling = false))
+  }, options.pollMs ?? 300)
+
+  await model.poll()
+  await new Promise<void>((resolveListen, reject) => {
+    http.once('error', reject)
+    http.listen(options.port ?? DEFAULT_VIEWER_PORT, host, () => {
+      http.off('error', reject)
+      resolveListen()
+    })
+  })
+  port = (http.address() as AddressInfo).port
+  const shown = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host
+  const display = shown === '0.0.0.0' || shown === '[::]' ? '127.0.0.1' : shown
+
+  return {
+    url: `http://${display}:${port}/`,
+    inspectUrl: `ws://${display}:${port}/`,
+    port,
+    close: async () => {
+      clearInterval(push)
+      clearInterval(poller)
+      for (const ws of [...pages.keys(), ...relays]) ws.terminate()
+      await new Promise<void>((r) => wss.close(() => r()))
+      http.closeAllConnections()
+      await new Promise<void>((r) => http.close(() => r()))
+    },
+  }
+}
+
+function hostnameOf(origin: string): string {
+  try {
+    return new URL(origin).hostname
+  } catch {
+    return ''
+  }
+}
+
+function send(res: ServerResponse, statusOrBody: number | unknown, body?: unknown): void {
+  const status = typeof statusOrBody === 'number' && body !== undefined ? statusOrBody : 200
+  sendRaw(res, JSON.stringify(body !== undefined ? body : statusOrBody), status)
+}
+
+function sendRaw(res: ServerResponse, text: string, status = 200): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' })
+  res.end(text)
+}
+
+/** The frames of a stately WebSocket inspector (only the fields used here). */
+interface Inspection {
+  type: string
+  sessionId: string
+  parentId?: string
+  sourceId?: string
+  name?: string
+  createdAt?: string
+  snapshot?: { status?: string; value?: unknown; context?: unknown }
+  event?: { type?: string }
+}
+
+interface Changes {
+  list: boolean
+  loops: Set<string>
+  history: Map<string, { reset: boolean; entries: PageHistoryEntry[] }>
+  stream: Map<string, StreamEvent[]>
+}
+
+/** What the viewer knows of each loop: the store's record and history, and what inspectors said. */
+class Model {
+  private readonly loops = new Map<string, LoopEntry>()
+  /** Inspector actor session ids → loop name (loop actors) or parent loop session (children). */
+  private readonly loopOf = new Map<string, string>()
+  private readonly actorNames = new Map<string, string>()
+  private changes: Changes = freshChanges()
+  private polls = 0
+  private readonly problems = new Set<string>()
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  has(name: string): boolean {
+    return this.loops.has(name)
+  }
+
+  takeChanges(): Changes | null {
+    const c = this.changes
+    if (!c.list && c.loops.size === 0 && c.history.size === 0 && c.stream.size === 0) return null
+    this.changes = freshChanges()
+    return c
+  }
+
+  summaries(): LoopSummary[] {
+    return [...this.loops.values()]
+      .map((e) => this.summary(e))
+      .filter((s): s is LoopSummary => s !== null)
+      .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : 1))
+  }
+
+  payload(name: string): LoopPayload | null {
+    const e = this.loops.get(name)
+    if (!e) return null
+    const summary = this.summary(e)
+    if (summary === null) return null
+    // The store has the full texts; the inspector's context is cut. Detail from the store when there is one.
+    const record = e.store?.record ?? e.live!.record
+    let detail: LoopDetail
+    try {
+      detail = { ...sanitize(detailOf(record), DETAIL_LIMITS), ...summary }
+    } catch {
+      // a context the viewer cannot read (an inspector's, cut too deep): the summary alone
+      detail = {
+        ...summary,
+        workspace: '',
+        models: { coder: [], auditor: [] },
+        findings: [],
+        sections: [],
+        usage: { total: emptyUsage(), byModel: {}, byRole: { coder: emptyUsage(), auditor: emptyUsage() } },
+        lastAudit: null,
+        error: null,
+        inbox: [],
+      }
+    }
+    const children = e.live ? [...e.live.children].map(([id, c]) => ({ id, ...c })) : []
+    return { summary, detail, children }
+  }
+
+  pageHistory(name: string): PageHistoryEntry[] {
+    return this.historyOf(name).map(pageEntry)
+  }
+
+  stream(name: string): StreamEvent[] {
+    return this.loops.get(name)?.live?.stream ?? []
+  }
+
+  /** The state and context saved with history entry `seq`. */
+  snapshotAt(name: string, seq: number): { seq: number; state: string; summary: LoopView; detail: LoopDetail } | null {
+    const entry = this.historyOf(name).find((h) => h.seq === seq)
+    if (!entry?.snapshot) return null
+    const snap = entry.snapshot as Snap
+    const createdAt = this.loops.get(name)?.store?.record.createdAt ?? entry.at
+    const record = syntheticRecord(name, snap, createdAt, entry.at)
+    const view = viewOf(record, Date.parse(entry.at))
+    return { seq, state: stateString(snap.value), summary: view, detail: { ...sanitize(detailOf(record), DETAIL_LIMITS), ...view } }
+  }
+
+  private historyOf(name: string): HistoryEntry[] {
+    const e = this.loops.get(name)
+    if (!e) return []
+    return e.store || e.history.entries.length > 0 ? e.history.entries : (e.live?.history ?? [])
+  }
+
+  private summary(e: LoopEntry): LoopSummary | null {
+    const store = e.store?.record ?? null
+    const live = e.live?.record ?? null
+    // The newer of the two (same clock: the engine stamps both).
+    const record = store && live ? (Date.parse(live.updatedAt) >= Date.parse(store.updatedAt) ? live : store) : (store ?? live)
+    if (!record) return null
+    let view: LoopView
+    try {
+      view = viewOf(record)
+    } catch {
+      return null
+    }
+    if (store && record === live && store.status === 'queued' && live.status === 'running') view.status = 'running'
+    return {
+      ...view,
+      sources: { store: store !== null, inspector: live !== null },
+      owner: e.owner,
+      live: e.live?.connected === true,
+    }
+  }
+
+  private entry(name: string): LoopEntry {
+    let e = this.loops.get(name)
+    if (!e) {
+      e = { name, store: null, owner: null, live: null, history: { entries: [], offset: 0, ino: 0, rest: '' } }
+      this.loops.set(name, e)
+      this.changes.list = true
+    }
+    return e
+  }
+
+  private touched(name: string): void {
+    this.changes.list = true
+    this.changes.loops.add(name)
+  }
+
+  // --- the store ---
+
+  async poll(): Promise<void> {
+    this.polls++
+    const loopsDir = join(this.dataDir, 'loops')
+    let files: string[] = []
+    try {
+      files = await readdir(loopsDir)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    const names = new Set(files.flatMap((f) => LOOP_FILE.exec(f)?.[1] ?? []))
+    const checkOwners = this.polls % 6 === 1
+    await Promise.all(
+      [...names].map(async (name) => {
+        const path = join(loopsDir, `${name}.json`)
+        const st = await stat(path).catch(() => null)
+        if (!st) return
+        const known = this.loops.get(name)?.store
+        if (!known || known.mtimeMs !== st.mtimeMs || known.size !== st.size) {
+          const record = await this.readRecord(path, name)
+          if (record) {
+            const e = this.entry(name)
+            e.store = { record, mtimeMs: st.mtimeMs, size: st.size }
+            e.owner = await lockOwner(this.dataDir, name)
+            this.touched(name)
+          }
+        } else if (checkOwners && known.record.status !== 'completed') {
+          const e = this.loops.get(name)!
+          const owner = await lockOwner(this.dataDir, name)
+          if (owner !== e.owner) {
+            e.owner = owner
+            this.touched(name)
+          }
+        }
+        await this.pollHistory(name)
+      }),
+    )
+    for (const [name, e] of this.loops) {
+      if (e.store && !names.has(name)) {
+        e.store = null
+        e.history = { entries: [], offset: 0, ino: 0, rest: '' }
+        if (!e.live) this.loops.delete(name)
+        this.touched(name)
+      }
+    }
+  }
+
+  private async readRecord(path: string, name: string): Promise<LoopRecord | null> {
+    let json: unknown
+    try {
+      json = JSON.parse(await readFile(path, 'utf8'))
+    } catch (err) {
+      this.problem(`inspect: ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : 'not valid JSON'}; skipped`)
+      return null
+    }
+    const r = json as Partial<LoopRecord> | null
+    if (typeof r !== 'object' || r === null || r.name !== name || !Number.isInteger(r.schemaVersion)) {
+      this.problem(`inspect: ${path}: not a loop record; skipped`)
+      return null
+    }
+    const migrated = migrateRecord(json as Record<string, unknown>)
+    if ('problem' in migrated) {
+      this.problem(`inspect: ${path}: ${migrated.problem}; skipped`)
+      return null
+    }
+    return migrated.record
+  }
+
+  private problem(message: string): void {
+    if (this.problems.has(message)) return
+    this.problems.add(message)
+    this.log(message)
+  }
+
+  /** Reads what was appended to the loop's history log since the last poll. */
+  private async pollHistory(name: string): Promise<void> {
+    const path = join(this.dataDir, 'history', `${name}.jsonl`)
+    const st = await stat(path).catch(() => null)
+    const e = this.loops.get(name)
+    if (!e || !st) return
+    const h = e.history
+    let reset = false
+    if (st.ino !== h.ino || st.size < h.offset) {
+      // compacted (rewritten by rename) or new: read it all again
+      reset = true
+      e.history = { entries: [], offset: 0, ino: st.ino, rest: '' }
+    }
+    const cur = e.history
+    if (st.size === cur.offset) return
+    const fh = await open(path, 'r')
+    let text: string
+    try {
+      const buf = Buffer.alloc(st.size - cur.offset)
+      const { bytesRead } = await fh.read(buf, 0, buf.length, cur.offset)
+      text = buf.subarray(0, bytesRead).toString('utf8')
+      cur.offset += bytesRead
+    } finally {
+      await fh.close()
+    }
+    const lines = (cur.rest + text).split('\n')
+    cur.rest = lines.pop() ?? ''
+    const fresh: HistoryEntry[] = []
+    for (const line of lines) {
+      if (line === '') continue
+      try {
+        fresh.push(slim(JSON.parse(line) as HistoryEntry))
+      } catch {
+        // a torn line
+      }
+    }
+    cur.entries.push(...fresh)
+    if (fresh.length === 0 && !reset) return
+    this.queueHistory(name, reset, fresh)
+  }
+
+  private queueHistory(name: string, reset: boolean, fresh: HistoryEntry[]): void {
+    const pending = this.changes.history.get(name)
+    if (reset || !pending) {
+      this.changes.history.set(name, {
+        reset: reset || (pending?.reset ?? false),
+        entries: reset ? this.historyOf(name).map(pageEntry) : fresh.map(pageEntry),
+      })
+    } else if (pending.reset) {
+      pending.entries = this.historyOf(name).map(pageEntry)
+    } else {
+      pending.entries.push(...fresh.map(pageEntry))
+    }
+  }
+
+  // --- inspection events ---
+
+  /** One frame from an inspector client; `sessions` collects the loop actors that client reported. */
+  inspection(msg: Inspection, sessions: Set<string>): void {
+    if (typeof msg !== 'object' || msg === null || typeof msg.sessionId !== 'string') return
+    const at = Number(msg.createdAt) || Date.now()
+    if (msg.type === '@xstate.actor') {
+      this.actorNames.set(msg.sessionId, msg.name ?? msg.sessionId)
+      const context = msg.snapshot?.context
+      if (isLoopContext(context)) {
+        this.loopOf.set(msg.sessionId, context.name)
+        sessions.add(msg.sessionId)
+        this.liveSnapshot(context.name, msg.sessionId, msg.snapshot as Snap, at, 'xstate.init')
+      } else if (msg.parentId !== undefined && this.loopName(msg.parentId) !== null) {
+        const name = this.loopName(msg.parentId)!
+        this.loopOf.set(msg.sessionId, `child:${msg.parentId}`)
+        const live = this.loops.get(name)?.live
+        live?.children.set(msg.sessionId, { name: msg.name ?? 'actor', status: msg.snapshot?.status ?? 'active' })
+        this.streamEvent(name, { at, type: `spawned ${msg.name ?? 'actor'}`, target: msg.name ?? 'actor', source: null })
+        this.changes.loops.add(name)
+      }
+      return
+    }
+    if (msg.type === '@xstate.snapshot') {
+      const context = msg.snapshot?.context
+      if (isLoopContext(context)) {
+        if (!this.loopOf.has(msg.sessionId)) {
+          // an inspector that connected after the actor registered
+          this.loopOf.set(msg.sessionId, context.name)
+          sessions.add(msg.sessionId)
+        }
+        this.liveSnapshot(context.name, msg.sessionId, msg.snapshot as Snap, at, msg.event?.type ?? '')
+        return
+      }
+      const parent = this.parentLoop(msg.sessionId)
+      const live = parent ? this.loops.get(parent)?.live : undefined
+      const child = live?.children.get(msg.sessionId)
+      if (child && msg.snapshot?.status) {
+        child.status = msg.snapshot.status
+        this.changes.loops.add(parent!)
+      }
+      return
+    }
+    if (msg.type === '@xstate.event') {
+      const type = msg.event?.type
+      if (typeof type !== 'string') return
+      const direct = this.loopName(msg.sessionId)
+      const name = direct ?? this.parentLoop(msg.sessionId)
+      if (name === null) return
+      const source = msg.sourceId ? (this.actorNames.get(msg.sourceId) ?? null) : null
+      this.streamEvent(name, { at, type, target: direct !== null ? 'loop' : (this.actorNames.get(msg.sessionId) ?? 'child'), source })
+    }
+  }
+
+  /** The client that reported these loop actors went away. */
+  disconnected(sessions: Set<string>): void {
+    for (const id of sessions) {
+      const name = this.loopOf.get(id)
+      const live = name ? this.loops.get(name)?.live : undefined
+      if (live && live.sessionId === id) {
+        live.connected = false
+        this.touched(name!)
+      }
+    }
+  }
+
+  private loopName(sessionId: string): string | null {
+    const v = this.loopOf.get(sessionId)
+    return v === undefined || v.startsWith('child:') ? null : v
+  }
+
+  private parentLoop(sessionId: string): string | null {
+    const v = this.loopOf.get(sessionId)
+    return v?.startsWith('child:') ? this.loopName(v.slice('child:'.length)) : null
+  }
+
+  private liveSnapshot(name: string, sessionId: string, snap: Snap, at: number, event: string): void {
+    const e = this.entry(name)
+    const state = stateString(snap.value)
+    const createdAt = e.store?.record.createdAt ?? new Date(snap.context.startedAt ?? at).toISOString()
+    const record = syntheticRecord(name, snap, createdAt, new Date(at).toISOString())
+    if (!e.live || e.live.sessionId !== sessionId) {
+      e.live = { sessionId, record, lastState: '', history: [], children: new Map(), stream: [], connected: true }
+    }
+    const live = e.live
+    live.record = record
+    live.connected = true
+    if (state !== live.lastState) {
+      const from = live.lastState
+      const entry: HistoryEntry = {
+        seq: (live.history.at(-1)?.seq ?? 0) + 1,
+        at: new Date(at).toISOString(),
+        event,
+        from,
+        to: state,
+        iteration: snap.context.iteration,
+        phase: snap.context.phase,
+      }
+      if (phaseState(from) !== phaseState(state)) entry.snapshot = { status: snap.status, value: snap.value, context: snap.context }
+      live.history.push(entry)
+      if (live.history.length > LIVE_HISTORY_KEEP) live.history.shift()
+      live.lastState = state
+      if (!e.store && e.history.entries.length === 0) this.queueHistory(name, false, [entry])
+    }
+    this.touched(name)
+  }
+
+  private streamEvent(name: string, event: StreamEvent): void {
+    const live = this.loops.get(name)?.live
+    if (!live) return
+    live.stream.push(event)
+    if (live.stream.length > STREAM_KEEP) live.stream.shift()
+    const pending = this.changes.stream.get(name) ?? []
+    pending.push(event)
+    this.changes.stream.set(name, pending)
+  }
+}
+
+function freshChanges(): Changes {
+  return { list: false, loops: new Set(), history: new Map(), stream: new Map() }
+}
+
+function isLoopContext(c: unknown): c is LoopContext {
+  if (typeof c !== 'object' || c === null) return false
+  const x = c as Partial<LoopContext>
+  return typeof x.name === 'string' && typeof x.task === 'object' && Array.isArray(x.sectionStates) && typeof x.usage === 'object'
+}
+
+function syntheticRecord(name: string, snap: Snap, createdAt: string, updatedAt: string): LoopRecord {
+  const c = snap.context
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    name,
+    status: c.status,
+    reason: c.reason,
+    phase: c.phase,
+    iteration: c.iteration,
+    createdAt,
+    updatedAt,
+    snapshot: { status: snap.status ?? 'active', value: snap.value, context: c },
+  }
+}
+
+/** History entries keep what the viewer shows: the journal (the session's transcript) is dropped. */
+function slim(entry: HistoryEntry): HistoryEntry {
+  const snap = entry.snapshot as Snap | undefined
+  if (!snap?.context) return entry
+  return { ...entry, snapshot: { status: snap.status, value: snap.value, context: { ...snap.context, journal: null } } }
+}
+
+function pageEntry(h: HistoryEntry): PageHistoryEntry {
+  const { snapshot, ...rest } = h
+  return { ...rest, snapshot: snapshot !== undefined }
+}
+
+/** `running.coding.watching` → `running.coding`. */
+function phaseState(state: string): string {
+  return state.split('.').slice(0, 2).join('.')
+}
