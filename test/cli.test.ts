@@ -224,17 +224,18 @@ describe.concurrent('loopstate CLI', () => {
     expect(pause.stderr).toBe('loopstate: loop slow already ended (cancelled)\n')
   })
 
-  it('saves on SIGTERM (exit 143), hints at the saved loops in run, and resume --all finishes them', MANY_PROCESSES, async (t) => {
+  it('saves on SIGTERM (exit 143), hints at the saved loops in run, and resume --all finishes them', { timeout: 90_000 }, async (t) => {
     const s = await sandbox(t)
     const workspaces = { a: s.workspace, b: join(s.dir, 'wb') }
     await mkdir(workspaces.b)
-    // slow-ok.json: ok.json whose first coder call takes 3 s, so that the loops are mid-call when stopped.
+    // slow-ok.json: ok.json whose first coder call takes 6 s (even on a busy machine the loops are mid-call when
+    // stopped); resumed, the cut call is asked again.
     const runs = Object.entries(workspaces).map(([name, ws]) => {
       const run = s.spawn(['run', fixture('plain.md'), '--model', scripted('slow-ok.json'), '--workspace', ws, '--data', s.data, '--name', name])
       return { name, run }
     })
     for (const { name, run } of runs) {
-      await until(`${name} to start`, async () => (run.output().includes(`loop ${name} started`) ? true : undefined))
+      await until(`${name} to start`, async () => (run.output().includes(`loop ${name} started`) ? true : undefined), 30_000)
     }
     const t0 = Date.now()
     for (const { run } of runs) run.child.kill('SIGTERM')
@@ -252,7 +253,7 @@ describe.concurrent('loopstate CLI', () => {
       /^loopstate: data\/ holds 2 unfinished loops \((a, b|b, a)\) that no process runs; `loopstate resume --all --data data` carries them on\n$/,
     )
 
-    const resumed = await s.cli(['resume', '--all', '--data', s.data])
+    const resumed = await s.cli(['resume', '--all', '--data', s.data], 30_000)
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stdout).toContain('resuming 2 unfinished loops of data/:')
     expect(resumed.stdout).toMatch(/^LOOP +STATUS +REASON +ITERATIONS +TOKENS +TIME$/m)
