@@ -71,19 +71,34 @@ function message(e: unknown): string {
 
 // ---------------------------------------------------------------- run
 
-interface RunOptions {
+/** Where the model providers are: flags shared by the commands that run loops. */
+interface ProviderFlags {
+  ollamaHost?: string
+}
+
+interface RunOptions extends ProviderFlags {
   goal?: string
   model: string[]
   auditorModel: string[]
   workspace?: string
+  inPlace?: boolean
   maxIterations?: number
   name?: string
   config?: string
   data?: string
 }
 
-/** Reads a `--config` JSON file of loop options (every LoopOptions field, `models` optional). */
-async function readConfigFile(file: string): Promise<Partial<LoopOptions>> {
+/** The `ollama` section of a `--config` file. */
+interface OllamaConfig {
+  host?: string
+  numCtxCap?: number
+}
+
+/**
+ * Reads a `--config` JSON file: loop options (every LoopOptions field, `models`
+ * optional) and an optional `ollama: { host, numCtxCap }` section.
+ */
+async function readConfigFile(file: string): Promise<{ loop: Partial<LoopOptions>; ollama: OllamaConfig }> {
   let text: string
   try {
     text = await readFile(file, 'utf8')
@@ -98,19 +113,29 @@ async function readConfigFile(file: string): Promise<Partial<LoopOptions>> {
     throw new CliError(`config: ${file}: not valid JSON (${message(e)})`)
   }
   const { loopOptionsSchema } = await import('../services/config.ts')
-  const parsed = loopOptionsSchema.partial().safeParse(json)
+  const { z } = await import('zod')
+  const schema = loopOptionsSchema
+    .partial()
+    .extend({
+      ollama: z
+        .object({ host: z.string().min(1).optional(), numCtxCap: z.number().int().positive().optional() })
+        .strict()
+        .optional(),
+    })
+  const parsed = schema.safeParse(json)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
     const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''
     throw new CliError(`config: ${file}: ${where}${issue.message}`)
   }
-  return parsed.data
+  const { ollama, ...loop } = parsed.data
+  return { loop, ollama: ollama ?? {} }
 }
 
 async function runCommand(plan: string | undefined, opts: RunOptions): Promise<number> {
   if (plan !== undefined && opts.goal !== undefined) throw new CliError('run: give a plan file or --goal, not both')
   if (plan === undefined && opts.goal === undefined) throw new CliError('run: a plan file or --goal TEXT is required')
-  const fromFile = opts.config ? await readConfigFile(opts.config) : {}
+  const { loop: fromFile, ollama } = opts.config ? await readConfigFile(opts.config) : { loop: {}, ollama: {} }
   const models = opts.model.length > 0 ? opts.model : fromFile.models
   if (!models || models.length === 0) throw new CliError('run: --model is required (e.g. --model scripted:scenario.json)')
   const loopOptions: LoopOptions = { ...fromFile, models }
@@ -120,7 +145,9 @@ async function runCommand(plan: string | undefined, opts: RunOptions): Promise<n
   const dataDir = dataDirOf(opts)
 
   return drive(dataDir, {
-    begin: (engine) => engine.start(spec, { ...loopOptions, name: opts.name, workspace: opts.workspace }),
+    providers: { ...opts, ollama },
+    begin: (engine) =>
+      engine.start(spec, { ...loopOptions, name: opts.name, workspace: opts.workspace, inPlace: opts.inPlace }),
     startedLine: (detail) =>
       `loop ${detail.name} started: ${plan !== undefined ? `${detail.kind} plan ${plan}` : 'goal'}, ` +
       `workspace ${detail.workspace}, data ${dataDir}`,
@@ -128,14 +155,28 @@ async function runCommand(plan: string | undefined, opts: RunOptions): Promise<n
   })
 }
 
+/** Model providers beyond `scripted`: Ollama on the host of the flag, the config file or OLLAMA_HOST. */
+async function providersFor(flags: ProviderFlags & { ollama?: OllamaConfig }) {
+  const { ollamaFactory, resolveOllamaHost } = await import('../adapters/ollama-provider.ts')
+  try {
+    const host = resolveOllamaHost(flags.ollamaHost, flags.ollama?.host)
+    return { ollama: ollamaFactory({ host, numCtxCap: flags.ollama?.numCtxCap }) }
+  } catch (e) {
+    throw new CliError(message(e))
+  }
+}
+
 /** An engine on `dataDir` that restores nothing by itself: each command picks the loops it drives. */
-async function openEngine(dataDir: string): Promise<Engine> {
+async function openEngine(dataDir: string, flags: ProviderFlags & { ollama?: OllamaConfig } = {}): Promise<Engine> {
+  const providers = await providersFor(flags)
   // The engine (with zod and xstate) loads on demand: `list` and `status` start faster without it.
   const { createEngine } = await import('../services/engine.ts')
-  return createEngine({ dataDir, onProblem: (m) => err(m), resume: false })
+  return createEngine({ dataDir, onProblem: (m) => err(m), resume: false, providers })
 }
 
 interface DriveOptions {
+  /** Where the providers of the loop's models are. */
+  providers?: ProviderFlags & { ollama?: OllamaConfig }
   /** Starts (restores, forks) the loop to follow. */
   begin: (engine: Engine) => Promise<LoopHandle>
   /** The line printed once it runs. */
@@ -149,8 +190,8 @@ interface DriveOptions {
  * that loop to its end with a progress line. SIGINT/SIGTERM save it (exit 130/143).
  * Resolves to the exit code of the loop's final status.
  */
-async function drive(dataDir: string, { begin, startedLine, hintUnfinished = false }: DriveOptions): Promise<number> {
-  const engine = await openEngine(dataDir)
+async function drive(dataDir: string, { providers, begin, startedLine, hintUnfinished = false }: DriveOptions): Promise<number> {
+  const engine = await openEngine(dataDir, providers)
   let handle: LoopHandle | undefined
   let progress: Progress | null = null
   const guard = stopOnSignals({
@@ -243,7 +284,12 @@ async function statusCommand(name: string, opts: { json?: boolean; data?: string
 
 type ControlKind = 'cancel' | 'pause' | 'resume' | 'say'
 
-async function controlCommand(kind: ControlKind, name: string, opts: { data?: string }, text?: string): Promise<number> {
+async function controlCommand(
+  kind: ControlKind,
+  name: string,
+  opts: { data?: string } & ProviderFlags,
+  text?: string,
+): Promise<number> {
   const dataDir = dataDirOf(opts)
   const store = new JsonStore(dataDir, { onProblem: (m) => err(m) })
   const record = await loadRecord(store, dataDir, name)
@@ -259,7 +305,7 @@ async function controlCommand(kind: ControlKind, name: string, opts: { data?: st
   if (kind === 'resume' && owner !== null && record.status !== 'paused') {
     throw new CliError(`loop ${name} is not paused (${record.status} in process ${owner})`)
   }
-  if (kind === 'resume' && owner === null) return resumeHere(dataDir, name)
+  if (kind === 'resume' && owner === null) return resumeHere(dataDir, name, opts)
   if (owner === null) {
     const { applyOffline } = await import('../services/offline.ts')
     const after = await applyOffline(store, name, event)
@@ -289,8 +335,9 @@ async function controlCommand(kind: ControlKind, name: string, opts: { data?: st
 }
 
 /** Restores a loop that no process runs (saved by Ctrl-C, paused, queued) and drives it here, like `run`. */
-function resumeHere(dataDir: string, name: string): Promise<number> {
+function resumeHere(dataDir: string, name: string, flags: ProviderFlags): Promise<number> {
   return drive(dataDir, {
+    providers: flags,
     begin: async (engine) => {
       const handle = await engine.resume(name)
       if (handle.view().status === 'paused') handle.resume()
@@ -326,8 +373,8 @@ const WORST_FIRST = ['errored', 'stalled', 'cancelled', 'completed'] as const
  * `resume` from another terminal carries one on here meanwhile); queued ones
  * start as slots free up.
  */
-async function resumeAllCommand(dataDir: string): Promise<number> {
-  const engine = await openEngine(dataDir)
+async function resumeAllCommand(dataDir: string, flags: ProviderFlags): Promise<number> {
+  const engine = await openEngine(dataDir, flags)
   let handles: LoopHandle[] = []
   let progress: Progress | null = null
   const guard = stopOnSignals({
@@ -449,7 +496,7 @@ async function historyCommand(name: string, opts: { json?: boolean; data?: strin
   return 0
 }
 
-interface ForkCommandOptions {
+interface ForkCommandOptions extends ProviderFlags {
   at: number
   name?: string
   workspace?: string
@@ -473,11 +520,36 @@ async function forkCommand(name: string, opts: ForkCommandOptions): Promise<numb
   if (from === undefined) throw new CliError(`fork: no snapshot at or before #${opts.at} of ${name}; ${choices}`)
   if (endsLoop(from)) throw new CliError(`fork: #${from.seq} is where ${name} ended (${from.to}); ${choices}`)
   return drive(dataDir, {
+    providers: opts,
     begin: (engine) => engine.fork(name, { at: from.seq, name: opts.name, workspace: opts.workspace }),
     startedLine: (d) =>
       `loop ${d.name} forked from ${name} #${from.seq} (${from.to}, iteration ${from.iteration}): ` +
       `workspace ${d.workspace}, data ${dataDir}`,
   })
+}
+
+// ---------------------------------------------------------------- clean
+
+async function cleanCommand(name: string, opts: { data?: string }): Promise<number> {
+  const dataDir = dataDirOf(opts)
+  const store = new JsonStore(dataDir, { onProblem: (m) => err(m) })
+  const record = await loadRecord(store, dataDir, name)
+  const { createEngine } = await import('../services/engine.ts')
+  const engine = await createEngine({ dataDir, resume: false, acceptCommands: false, onProblem: (m) => err(m) })
+  try {
+    const git = (record.snapshot as { context: LoopDetail & { git?: { worktree: string; branch: string } | null } }).context.git
+    const removed = await engine.clean(name)
+    out(
+      removed
+        ? `removed worktree ${git!.worktree}; branch ${git!.branch} stays`
+        : `worktree ${git!.worktree} was already gone; branch ${git!.branch} stays`,
+    )
+    return 0
+  } catch (e) {
+    throw new CliError(message(e))
+  } finally {
+    await engine.close()
+  }
 }
 
 // ---------------------------------------------------------------- program
@@ -499,6 +571,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     )
 
   const dataHelp = 'data directory (default: $LOOPSTATE_DATA or ./data)'
+  const ollamaHelp = 'Ollama server for ollama:<model> (default: the config file, $OLLAMA_HOST, http://127.0.0.1:11434)'
   const act =
     <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
     async (...args: A) =>
@@ -509,12 +582,22 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('run a loop on a plan (or a goal) until it ends; Ctrl-C saves it and leaves it resumable')
     .argument('[plan]', 'plan file (markdown; `<!-- section -->` lines split it into sections)')
     .option('--goal <text>', 'work on a goal text instead of a plan file')
-    .option('--model <spec>', 'coder model, e.g. scripted:scenario.json; repeat or comma-separate for a fallback chain', collect, [])
+    .option(
+      '--model <spec>',
+      'coder model, e.g. ollama:qwen3:8b or scripted:scenario.json; repeat or comma-separate for a fallback chain',
+      collect,
+      [],
+    )
     .option('--auditor-model <spec>', 'auditor model(s), same form (default: the coder models)', collect, [])
-    .option('--workspace <dir>', 'directory the coder works in (default: the current directory)')
+    .option(
+      '--workspace <dir>',
+      'directory the coder works in (default: the current directory); in a git repository the loop works in a worktree on branch loop/<name>',
+    )
+    .option('--in-place', 'work in the workspace directory itself even when it is in a git repository')
     .option('--max-iterations <n>', 'rework passes allowed after dirty audits (default 15)', count)
     .option('--name <name>', 'loop name (default: from the plan title)')
-    .option('--config <file>', 'JSON file of loop options (maxRetries, stallTimeoutMs, budget, …); flags win')
+    .option('--config <file>', 'JSON file of loop options (maxRetries, stallTimeoutMs, budget, …, ollama: { host, numCtxCap }); flags win')
+    .option('--ollama-host <url>', ollamaHelp)
     .option('--data <dir>', dataHelp)
     .action(act((plan: string | undefined, opts: RunOptions) => runCommand(plan, opts)))
 
@@ -548,6 +631,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .requiredOption('--at <seq>', 'history entry (see `loopstate history`): its snapshot, or the nearest earlier one', positive)
     .option('--name <name>', 'name of the new loop (default: <name>-fork)')
     .option('--workspace <dir>', "where the copy of the workspace goes (default: beside the original, '<workspace>.<new name>'); must not exist")
+    .option('--ollama-host <url>', ollamaHelp)
     .option('--data <dir>', dataHelp)
     .action(act((name: string, opts: ForkCommandOptions) => forkCommand(name, opts)))
 
@@ -558,11 +642,12 @@ function buildProgram(setExit: (code: number) => void): Command {
     )
     .argument('[name]', 'loop name')
     .option('--all', 'restore every unfinished loop no process runs and drive them here (paused ones stay paused)')
+    .option('--ollama-host <url>', ollamaHelp)
     .option('--data <dir>', dataHelp)
     .action(
-      act((name: string | undefined, opts: { all?: boolean; data?: string }) => {
+      act((name: string | undefined, opts: { all?: boolean; data?: string } & ProviderFlags) => {
         if (name !== undefined && opts.all) throw new CliError('resume: give a loop name or --all, not both')
-        if (opts.all) return resumeAllCommand(dataDirOf(opts))
+        if (opts.all) return resumeAllCommand(dataDirOf(opts), opts)
         if (name === undefined) throw new CliError('resume: a loop name or --all is required')
         return controlCommand('resume', name, opts)
       }),
@@ -595,10 +680,32 @@ function buildProgram(setExit: (code: number) => void): Command {
     )
 
   program
+    .command('clean')
+    .description("remove an ended loop's git worktree (its branch loop/<name> stays)")
+    .argument('<name>', 'loop name')
+    .option('--data <dir>', dataHelp)
+    .action(act((name: string, opts: { data?: string }) => cleanCommand(name, opts)))
+
+  program
     .command('demo')
     .description('run three scripted loops at once (a bug fixed, a sectioned plan, a model fallback)')
+    .option('--ollama <model>', 'instead, run the plain-plan demo on a real model of an Ollama server')
+    .option('--ollama-host <url>', ollamaHelp)
     .option('--data <dir>', dataHelp)
-    .action(act(async (opts: { data?: string }) => (await import('./demo.ts')).runDemo({ dataDir: dataDirOf(opts) })))
+    .action(
+      act(async (opts: { data?: string; ollama?: string } & ProviderFlags) => {
+        const demo = await import('./demo.ts')
+        if (opts.ollama === undefined) return demo.runDemo({ dataDir: dataDirOf(opts) })
+        const { resolveOllamaHost } = await import('../adapters/ollama-provider.ts')
+        let host: string
+        try {
+          host = resolveOllamaHost(opts.ollamaHost)
+        } catch (e) {
+          throw new CliError(message(e))
+        }
+        return demo.runOllamaDemo({ dataDir: dataDirOf(opts), model: opts.ollama, host })
+      }),
+    )
 
   return program
 }

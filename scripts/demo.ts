@@ -143,3 +143,59 @@ export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
 function dataFlag(dataDir: string): string {
   return shortPath(dataDir) === 'data' ? '' : ` --data ${shortPath(dataDir)}`
 }
+
+export interface OllamaDemoOptions extends DemoOptions {
+  /** Model name on the Ollama server (e.g. `qwen3:8b`). */
+  model: string
+  /** Normalized server address. */
+  host: string
+}
+
+/**
+ * `loopstate demo --ollama <model>`: the plain-plan demo (fix-a-bug.md) on a real
+ * model. When the server or the model cannot be had, says why in one line (exit 1).
+ */
+export async function runOllamaDemo({ dataDir, model, host }: OllamaDemoOptions): Promise<number> {
+  const out = (line = '') => process.stdout.write(`${line}\n`)
+  const { OllamaProvider, classifyOllamaError, ollamaFactory } = await import('../adapters/ollama-provider.ts')
+  try {
+    const info = await new OllamaProvider({ host }).modelInfo(model, AbortSignal.timeout(10_000))
+    out(`loopstate demo: ${model} on ${host} (context ${info.contextLength ?? 'unknown'}, num_ctx ${info.numCtx})`)
+  } catch (e) {
+    const why = classifyOllamaError(e, model, host).message
+    process.stderr.write(`loopstate: demo: cannot run on ${model}: ${oneLine(why)}\n`)
+    return 1
+  }
+  const engine = await createEngine({
+    dataDir,
+    onProblem: (m) => process.stderr.write(`loopstate: ${oneLine(m)}\n`),
+    resume: false,
+    providers: { ollama: ollamaFactory({ host }) },
+  })
+  let progress: Progress | null = null
+  const guard = stopOnSignals({
+    close: () => engine.close(),
+    before: () => progress?.stop(),
+    saved: () => 'saved; the demo loop stays resumable',
+  })
+  const workspace = await mkdtemp(join(tmpdir(), 'loopstate-demo-'))
+  // Real models on modest hardware can be slow to load and to read a prompt: a generous watchdog.
+  const handle = await engine.start(
+    { planFile: join(DEMO_DIR, 'fix-a-bug.md') },
+    { workspace, models: [`ollama:${model}`], stallTimeoutMs: 300_000, maxIterations: 4 },
+  )
+  if (guard.stopping) return new Promise(() => {})
+  out(`  ${handle.name}: workspace ${workspace}`)
+  progress = showProgress([handle])
+  const keepAlive = setInterval(() => {}, 60_000)
+  const output = await handle.done.finally(() => clearInterval(keepAlive))
+  progress.stop()
+  out()
+  out(resultTable([{ name: handle.name, view: handle.view() }]))
+  if (output.status !== 'completed' && output.error) out(`  ${handle.name}: ${oneLine(output.error.message)}`)
+  const files = await readdir(workspace).catch(() => [] as string[])
+  out(`  workspace ${workspace}: ${files.sort().join(', ') || '(empty)'}`)
+  await engine.close()
+  guard.dispose()
+  return output.status === 'completed' ? 0 : 1
+}
