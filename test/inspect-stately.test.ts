@@ -96,6 +96,9 @@ describe('stately inspector adapter', () => {
     expect(received.some((m) => m.type === '@xstate.event' && sessions.some((s) => s.sessionId === m.sessionId))).toBe(true)
 
     const snapshots = received.filter((m) => m.type === '@xstate.snapshot' && m.sessionId === loopId)
+    // activity (a token, a tool call) goes out as an event; its snapshot (a moved deadline) does not
+    expect(events).toContain('session.activity')
+    expect(snapshots.some((m) => m.event?.type === 'session.activity')).toBe(false)
     const values = snapshots.map((m) => JSON.stringify(m.snapshot.value))
     expect(values).toContain(JSON.stringify({ running: { coding: 'watching' } }))
     expect(values).toContain(JSON.stringify({ running: { auditing: 'watching' } }))

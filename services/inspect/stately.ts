@@ -74,7 +74,12 @@ export function createStatelyInspect(url: string, options: StatelyInspectOptions
   inspector.start()
   return {
     url: socket.url,
-    inspect: (event) => inspector.inspect.next?.(event),
+    inspect: (event) => {
+      // A streaming model reports activity per token: its snapshots (only the watchdog's deadline moves) are
+      // not worth their serialization; the events themselves still go out.
+      if (event.type === '@xstate.snapshot' && event.event.type === 'session.activity') return
+      inspector.inspect.next?.(event)
+    },
     connected: () => socket.isOpen(),
     close: (timeoutMs = 2000) => socket.close(timeoutMs),
   }

@@ -164,6 +164,7 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
   })
 
   let port = 0
+  let inspectUrl = ''
   const allowedHost = (req: IncomingMessage) => {
     // Against DNS rebinding: a loopback viewer answers only to loopback names.
     if (!isLoopback(host)) return true
@@ -216,9 +217,16 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
     wss.handleUpgrade(req, socket, head, (ws) => (path === '/ws/page' ? onPage(ws) : onRelay(ws)))
   })
 
+  const serverInfo = () => JSON.stringify({ type: 'server', dataDir, inspectUrl, engines: relays.size })
+  const tellPages = () => {
+    const text = serverInfo()
+    for (const ws of pages.keys()) if (ws.readyState === WebSocket.OPEN) ws.send(text)
+  }
+
   function onPage(ws: WebSocket): void {
     const state = { selected: null as string | null }
     pages.set(ws, state)
+    ws.send(serverInfo())
     ws.send(JSON.stringify({ type: 'loops', loops: model.summaries() }))
     ws.on('message', (data) => {
       let msg: { type?: unknown; name?: unknown }
@@ -242,6 +250,7 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
 
   function onRelay(ws: WebSocket): void {
     relays.add(ws)
+    tellPages()
     for (const text of relayReplay) ws.send(text)
     const sessions = new Set<string>()
     ws.on('message', (data) => {
@@ -256,8 +265,9 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
       }
     })
     const gone = () => {
-      relays.delete(ws)
+      if (!relays.delete(ws)) return
       model.disconnected(sessions)
+      tellPages()
     }
     ws.on('close', gone)
     ws.on('error', gone)
@@ -302,10 +312,11 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
   port = (http.address() as AddressInfo).port
   const shown = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host
   const display = shown === '0.0.0.0' || shown === '[::]' ? '127.0.0.1' : shown
+  inspectUrl = `ws://${display}:${port}/`
 
   return {
     url: `http://${display}:${port}/`,
-    inspectUrl: `ws://${display}:${port}/`,
+    inspectUrl,
     port,
     close: async () => {
       clearInterval(push)

@@ -354,13 +354,15 @@ function renderLog() {
           onclick: e.snapshot ? () => showAt(e.seq) : null,
         },
         h('td', {}, e.seq),
-        h('td', {}, fmtTime(e.at)),
+        h('td', { title: fmtTime(e.at) }, fmtTime(e.at).slice(0, 8)),
         h('td', {}, e.event),
         h('td', {}, `${e.from ? shortState(e.from) : '∅'} → ${shortState(e.to)}`),
         h('td', {}, e.iteration),
       ),
     )
   }
+  const at = body.querySelector('tr.at')
+  if (at) scrollIntoViewIfNeeded(at, $('#log-wrap'))
 }
 
 function renderStream() {
@@ -444,8 +446,9 @@ function renderContext(d, past, entry) {
     const tb = h('tbody')
     const line = (label, u) =>
       tb.append(h('tr', {}, h('td', {}, label), h('td', {}, fmtTokens(u.inputTokens)), h('td', {}, fmtTokens(u.outputTokens)), h('td', {}, u.calls), h('td', {}, fmtMs(u.durationMs)), h('td', {}, fmtCost(u.costUsd))))
-    for (const [role, u] of Object.entries(d.usage.byRole)) line(role, u)
+    for (const role of ['coder', 'auditor']) if (d.usage.byRole[role]) line(role, d.usage.byRole[role])
     for (const [model, u] of Object.entries(d.usage.byModel)) line(model, u)
+    for (const td of tb.querySelectorAll('td:first-child')) td.title = td.textContent
     t.append(tb)
     box.append(t)
   }
@@ -515,7 +518,10 @@ function connect() {
   }
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data)
-    if (msg.type === 'loops') {
+    if (msg.type === 'server') {
+      const engines = msg.engines === 1 ? '1 engine streaming' : `${msg.engines} engines streaming`
+      $('#top-note').textContent = `data: ${msg.dataDir} · ${engines} · run loops with --inspect ${msg.inspectUrl}`
+    } else if (msg.type === 'loops') {
       state.loops = msg.loops
       if (!state.selected && state.loops.length) {
         const want = decodeURIComponent((location.hash.match(/loop=([^&]+)/) || [])[1] || '')
