@@ -132,24 +132,25 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
 
     await waitCurrent(page, 'running.auditing.watching')
     await page.screenshot({ path: join(ARTIFACTS, 'viewer-auditing.png') })
-    expect(await logRows(page)).toBeGreaterThan(rowsAtStart)
-    // the transition just taken is marked in the chart
-    expect(await page.locator('.state[data-path="running.coding"] > .trs .tr.taken').textContent()).toContain('session.done')
+    // the log grows (the history log may land a poll after the record) and the transition just taken is marked
+    await waitUntil(page, `document.querySelectorAll('#event-log tbody tr').length > ${rowsAtStart}`, 5000)
+    await waitUntil(page, `document.querySelector('.state[data-path="running.coding"] > .trs .tr.taken')?.textContent.includes('session.done')`, 5000)
 
     await waitUntil(page, `document.querySelector('#context .sections li.active .stitle')?.textContent.startsWith('2.')`, 15_000)
     await waitCurrent(page, 'running.finalAuditing.watching')
     await waitCurrent(page, 'completed')
     await done
     expect(await page.locator('#loop-status').textContent()).toBe('completed')
-    const rowsAtEnd = await logRows(page)
-    expect(rowsAtEnd).toBe(6) // init→coding, →auditing, →coding, →auditing, →finalAuditing, →completed
-    expect(await page.locator('#context .sections li.done').count()).toBe(2)
+    // init→coding, →auditing, →coding, →auditing, →finalAuditing, →completed
+    const rowsAtEnd = 6
+    await waitUntil(page, `document.querySelectorAll('#event-log tbody tr').length === ${rowsAtEnd}`, 5000)
+    await waitUntil(page, `document.querySelectorAll('#context .sections li.done').length === 2`, 5000)
     await page.screenshot({ path: join(ARTIFACTS, 'viewer-completed.png') })
 
     // Step the slider back to the first snapshot, then one forward.
     await page.locator('#slider').focus()
     await page.keyboard.press('Home')
-    await waitUntil(page, `document.body.classList.contains('past')`, 5000)
+    await waitUntil(page, `document.body.classList.contains('past') && document.querySelector('#context .past-note') !== null`, 5000)
     expect(await currentPath(page)).toBe('running.coding.watching')
     expect(await page.locator('#context .past-note').textContent()).toMatch(/^Snapshot #1 /)
     await page.keyboard.press('ArrowRight')
@@ -158,7 +159,7 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
     expect(await page.locator('#event-log tr.future').count()).toBe(rowsAtEnd - 2)
     await page.screenshot({ path: join(ARTIFACTS, 'viewer-slider-back.png') })
     await page.locator('#live-btn').click()
-    expect(await currentPath(page)).toBe('completed')
+    await waitUntil(page, `!document.body.classList.contains('past') && document.querySelector('.state.current')?.dataset.path === 'completed'`, 5000)
 
     // Post-mortem: a fresh page on a loop no process runs any more.
     await page.reload()
@@ -188,7 +189,8 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
     await page.screenshot({ path: join(ARTIFACTS, 'viewer-inspector-stream.png') })
     await waitCurrent(page, 'completed')
     await done
-    expect(await page.locator('#event-log tbody tr').count()).toBe(3) // init→coding, →auditing, →completed
+    // init→coding, →auditing, →completed
+    await waitUntil(page, `document.querySelectorAll('#event-log tbody tr').length === 3`, 5000)
     expectOnlyLocalRequests()
     await page.close()
   })
