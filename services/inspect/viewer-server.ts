@@ -195,6 +195,7 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
     if (m) {
       const name = m[1]!
       if (!model.has(name)) return send(res, 404, { error: `inspect: no loop named '${name}'` })
+      await model.watchHistory(name)
       if (path.endsWith('/history')) return send(res, model.pageHistory(name))
       if (m[2] !== undefined) {
         const at = model.snapshotAt(name, Number(m[2]))
@@ -237,10 +238,15 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
       }
       if (msg.type === 'select' && (typeof msg.name === 'string' || msg.name === null)) {
         state.selected = msg.name
-        if (msg.name !== null && model.has(msg.name)) {
-          ws.send(JSON.stringify({ type: 'loop', loop: model.payload(msg.name) }))
-          ws.send(JSON.stringify({ type: 'history', name: msg.name, reset: true, entries: model.pageHistory(msg.name) }))
-          ws.send(JSON.stringify({ type: 'stream', name: msg.name, reset: true, events: model.stream(msg.name) }))
+        const name = msg.name
+        if (name !== null && model.has(name)) {
+          ws.send(JSON.stringify({ type: 'loop', loop: model.payload(name) }))
+          ws.send(JSON.stringify({ type: 'stream', name, reset: true, events: model.stream(name) }))
+          void model.watchHistory(name).then(() => {
+            if (state.selected === name && ws.readyState === WebSocket.OPEN) {
+              ws.send(JSON.stringify({ type: 'history', name, reset: true, entries: model.pageHistory(name) }))
+            }
+          })
         }
       }
     })
@@ -375,6 +381,9 @@ class Model {
   private changes: Changes = freshChanges()
   private polls = 0
   private readonly problems = new Set<string>()
+  /** Loops whose history log is followed; the chain of reads of each. */
+  private readonly watched = new Set<string>()
+  private readonly historyReads = new Map<string, Promise<void>>()
 
   constructor(
     private readonly dataDir: string,
@@ -523,7 +532,7 @@ class Model {
             this.touched(name)
           }
         }
-        await this.pollHistory(name)
+        if (this.watched.has(name)) await this.pollHistory(name)
       }),
     )
     for (const [name, e] of this.loops) {
@@ -563,8 +572,28 @@ class Model {
     this.log(message)
   }
 
-  /** Reads what was appended to the loop's history log since the last poll. */
-  private async pollHistory(name: string): Promise<void> {
+  /**
+   * Starts following the loop's history log (read in full the first time). Only
+   * the histories someone looked at are read: a data dir of many long-lived loops
+   * costs a stat per loop and poll, not every log.
+   */
+  async watchHistory(name: string): Promise<void> {
+    if (this.watched.has(name)) return this.historyReads.get(name)
+    this.watched.add(name)
+    return this.pollHistory(name)
+  }
+
+  /** Reads what was appended to the loop's history log since the last read (one read at a time per loop). */
+  private pollHistory(name: string): Promise<void> {
+    const previous = this.historyReads.get(name) ?? Promise.resolve()
+    const next = previous.then(() => this.readHistoryTail(name)).catch((err: unknown) => {
+      this.problem(`inspect: history of ${name}: ${err instanceof Error ? err.message : err}`)
+    })
+    this.historyReads.set(name, next)
+    return next
+  }
+
+  private async readHistoryTail(name: string): Promise<void> {
     const path = join(this.dataDir, 'history', `${name}.jsonl`)
     const st = await stat(path).catch(() => null)
     const e = this.loops.get(name)

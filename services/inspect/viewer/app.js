@@ -535,7 +535,9 @@ function connect() {
       renderHead()
       if (state.at === null) void renderContextAndChart()
     } else if (msg.type === 'history' && msg.name === state.selected) {
-      state.history = msg.reset ? msg.entries : state.history.concat(msg.entries)
+      const lastSeq = state.history.length ? state.history[state.history.length - 1].seq : 0
+      // a reset sent on selection may already hold entries that a later push repeats
+      state.history = msg.reset ? msg.entries : state.history.concat(msg.entries.filter((e) => e.seq > lastSeq))
       if (msg.reset) state.snapshots.clear()
       renderSlider()
       renderLog()
