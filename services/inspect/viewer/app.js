@@ -563,6 +563,7 @@ function wire() {
     const i = Number(e.target.value)
     if (i >= snaps.length) {
       state.at = null
+      $('#log-wrap').scrollTop = 0
       renderSlider()
       renderLog()
       void renderContextAndChart()
@@ -570,6 +571,7 @@ function wire() {
   })
   $('#live-btn').addEventListener('click', () => {
     state.at = null
+    $('#log-wrap').scrollTop = 0 // the newest entries are on top
     renderSlider()
     renderLog()
     void renderContextAndChart()
