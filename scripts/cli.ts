@@ -71,9 +71,11 @@ function message(e: unknown): string {
 
 // ---------------------------------------------------------------- run
 
-/** Where the model providers are: flags shared by the commands that run loops. */
+/** Flags shared by the commands that run loops: where the model providers are, where to stream inspection. */
 interface ProviderFlags {
   ollamaHost?: string
+  /** `--inspect [url]`: true streams to the local viewer's default address. */
+  inspect?: string | boolean
 }
 
 interface RunOptions extends ProviderFlags {
@@ -171,7 +173,16 @@ async function openEngine(dataDir: string, flags: ProviderFlags & { ollama?: Oll
   const providers = await providersFor(flags)
   // The engine (with zod and xstate) loads on demand: `list` and `status` start faster without it.
   const { createEngine } = await import('../services/engine.ts')
-  return createEngine({ dataDir, onProblem: (m) => err(m), resume: false, providers })
+  const { closeWithEngine, inspectorFor } = await import('./inspector-flag.ts')
+  let inspector
+  try {
+    inspector = inspectorFor(flags.inspect, (m) => err(m))
+  } catch (e) {
+    throw new CliError(message(e))
+  }
+  if (inspector) err(`streaming inspection events to ${inspector.url} (\`loopstate inspect\` shows them; so does stately.ai/inspect)`)
+  const engine = await createEngine({ dataDir, onProblem: (m) => err(m), resume: false, providers, inspect: inspector?.inspect })
+  return closeWithEngine(engine, inspector)
 }
 
 interface DriveOptions {
@@ -528,6 +539,26 @@ async function forkCommand(name: string, opts: ForkCommandOptions): Promise<numb
   })
 }
 
+// ---------------------------------------------------------------- inspect
+
+async function inspectCommand(opts: { port?: number; host?: string; data?: string }): Promise<number> {
+  const { DEFAULT_VIEWER_PORT, startViewer } = await import('../services/inspect/viewer-server.ts')
+  const dataDir = dataDirOf(opts)
+  let viewer
+  try {
+    viewer = await startViewer({ dataDir, port: opts.port ?? DEFAULT_VIEWER_PORT, host: opts.host, log: (m) => err(m) })
+  } catch (e) {
+    throw new CliError(message(e))
+  }
+  out(`viewer at ${viewer.url} (loops of ${dataDir}; live from the store, or streamed with --inspect ${viewer.inspectUrl})`)
+  out('Ctrl-C stops it')
+  return new Promise<number>((resolveExit) => {
+    const stop = (code: number) => () => void viewer.close().then(() => resolveExit(code))
+    process.once('SIGINT', stop(0))
+    process.once('SIGTERM', stop(0))
+  })
+}
+
 // ---------------------------------------------------------------- clean
 
 async function cleanCommand(name: string, opts: { data?: string }): Promise<number> {
@@ -572,6 +603,8 @@ function buildProgram(setExit: (code: number) => void): Command {
 
   const dataHelp = 'data directory (default: $LOOPSTATE_DATA or ./data)'
   const ollamaHelp = 'Ollama server for ollama:<model> (default: the config file, $OLLAMA_HOST, http://127.0.0.1:11434)'
+  const inspectHelp =
+    'stream the loop actors to a WebSocket inspector: `loopstate inspect` (default ws://127.0.0.1:4747) or stately.ai/inspect'
   const act =
     <A extends unknown[]>(fn: (...args: A) => Promise<number>) =>
     async (...args: A) =>
@@ -598,6 +631,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--name <name>', 'loop name (default: from the plan title)')
     .option('--config <file>', 'JSON file of loop options (maxRetries, stallTimeoutMs, budget, …, ollama: { host, numCtxCap }); flags win')
     .option('--ollama-host <url>', ollamaHelp)
+    .option('--inspect [url]', inspectHelp)
     .option('--data <dir>', dataHelp)
     .action(act((plan: string | undefined, opts: RunOptions) => runCommand(plan, opts)))
 
@@ -632,6 +666,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--name <name>', 'name of the new loop (default: <name>-fork)')
     .option('--workspace <dir>', "where the copy of the workspace goes (default: beside the original, '<workspace>.<new name>'); must not exist")
     .option('--ollama-host <url>', ollamaHelp)
+    .option('--inspect [url]', inspectHelp)
     .option('--data <dir>', dataHelp)
     .action(act((name: string, opts: ForkCommandOptions) => forkCommand(name, opts)))
 
@@ -643,6 +678,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .argument('[name]', 'loop name')
     .option('--all', 'restore every unfinished loop no process runs and drive them here (paused ones stay paused)')
     .option('--ollama-host <url>', ollamaHelp)
+    .option('--inspect [url]', inspectHelp)
     .option('--data <dir>', dataHelp)
     .action(
       act((name: string | undefined, opts: { all?: boolean; data?: string } & ProviderFlags) => {
@@ -691,11 +727,20 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('run three scripted loops at once (a bug fixed, a sectioned plan, a model fallback)')
     .option('--ollama <model>', 'instead, run the plain-plan demo on a real model of an Ollama server')
     .option('--ollama-host <url>', ollamaHelp)
+    .option('--inspect [url]', inspectHelp)
     .option('--data <dir>', dataHelp)
     .action(
       act(async (opts: { data?: string; ollama?: string } & ProviderFlags) => {
         const demo = await import('./demo.ts')
-        if (opts.ollama === undefined) return demo.runDemo({ dataDir: dataDirOf(opts) })
+        if (typeof opts.inspect === 'string') {
+          const { inspectorUrl } = await import('../services/inspect/stately.ts')
+          try {
+            inspectorUrl(opts.inspect)
+          } catch (e) {
+            throw new CliError(message(e))
+          }
+        }
+        if (opts.ollama === undefined) return demo.runDemo({ dataDir: dataDirOf(opts), inspect: opts.inspect })
         const { resolveOllamaHost } = await import('../adapters/ollama-provider.ts')
         let host: string
         try {
@@ -703,9 +748,17 @@ function buildProgram(setExit: (code: number) => void): Command {
         } catch (e) {
           throw new CliError(message(e))
         }
-        return demo.runOllamaDemo({ dataDir: dataDirOf(opts), model: opts.ollama, host })
+        return demo.runOllamaDemo({ dataDir: dataDirOf(opts), model: opts.ollama, host, inspect: opts.inspect })
       }),
     )
+
+  program
+    .command('inspect')
+    .description('serve the loop viewer (statecharts, event logs, context, past snapshots) on 127.0.0.1')
+    .option('--port <n>', 'port (default 4747; 0 picks a free one)', count)
+    .option('--host <host>', 'address to listen on (default 127.0.0.1); another one is refused unless given here, with a warning')
+    .option('--data <dir>', dataHelp)
+    .action(act((opts: { port?: number; host?: string; data?: string }) => inspectCommand(opts)))
 
   return program
 }

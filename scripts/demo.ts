@@ -6,7 +6,9 @@ import { mkdtemp, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { ProviderFactory } from '../adapters/model-provider.ts'
 import { createEngine, type LoopHandle } from '../services/engine.ts'
+import { closeWithEngine, inspectorFor } from './inspector-flag.ts'
 import type { LoopView } from '../services/views.ts'
 import { showProgress, stopOnSignals, type Progress } from './follow.ts'
 import { oneLine, plural, resultTable, shortPath } from './format.ts'
@@ -43,17 +45,24 @@ const LOOPS: DemoLoop[] = [
 export interface DemoOptions {
   /** Data directory of the engine. */
   dataDir: string
+  /** `--inspect [url]`: stream the loop actors to a WebSocket inspector. */
+  inspect?: string | boolean
+}
+
+/** The demo's engine, streaming to an inspector when asked. */
+async function demoEngine(dataDir: string, inspect: DemoOptions['inspect'], providers?: Record<string, ProviderFactory>) {
+  const onProblem = (m: string) => process.stderr.write(`loopstate: ${oneLine(m)}\n`)
+  const inspector = inspectorFor(inspect, onProblem)
+  if (inspector) onProblem(`streaming inspection events to ${inspector.url} (\`loopstate inspect\` shows them)`)
+  // The demo runs its own loops; unfinished loops of earlier runs are left in the store.
+  const engine = await createEngine({ dataDir, onProblem, resume: false, providers, inspect: inspector?.inspect })
+  return closeWithEngine(engine, inspector)
 }
 
 /** Runs the demo; resolves to the exit code (0 when all three loops completed). */
-export async function runDemo({ dataDir }: DemoOptions): Promise<number> {
+export async function runDemo({ dataDir, inspect }: DemoOptions): Promise<number> {
   const out = (line = '') => process.stdout.write(`${line}\n`)
-  // The demo runs its own three loops; unfinished loops of earlier runs are left in the store.
-  const engine = await createEngine({
-    dataDir,
-    onProblem: (m) => process.stderr.write(`loopstate: ${oneLine(m)}\n`),
-    resume: false,
-  })
+  const engine = await demoEngine(dataDir, inspect)
   let progress: Progress | null = null
   const guard = stopOnSignals({
     close: () => engine.close(),
@@ -155,7 +164,7 @@ export interface OllamaDemoOptions extends DemoOptions {
  * `loopstate demo --ollama <model>`: the plain-plan demo (fix-a-bug.md) on a real
  * model. When the server or the model cannot be had, says why in one line (exit 1).
  */
-export async function runOllamaDemo({ dataDir, model, host }: OllamaDemoOptions): Promise<number> {
+export async function runOllamaDemo({ dataDir, model, host, inspect }: OllamaDemoOptions): Promise<number> {
   const out = (line = '') => process.stdout.write(`${line}\n`)
   const { OllamaProvider, classifyOllamaError, ollamaFactory } = await import('../adapters/ollama-provider.ts')
   try {
@@ -166,12 +175,7 @@ export async function runOllamaDemo({ dataDir, model, host }: OllamaDemoOptions)
     process.stderr.write(`loopstate: demo: cannot run on ${model}: ${oneLine(why)}\n`)
     return 1
   }
-  const engine = await createEngine({
-    dataDir,
-    onProblem: (m) => process.stderr.write(`loopstate: ${oneLine(m)}\n`),
-    resume: false,
-    providers: { ollama: ollamaFactory({ host }) },
-  })
+  const engine = await demoEngine(dataDir, inspect, { ollama: ollamaFactory({ host }) })
   let progress: Progress | null = null
   const guard = stopOnSignals({
     close: () => engine.close(),
