@@ -132,8 +132,8 @@ function waitForAbort(signal: AbortSignal): Promise<never> {
   })
 }
 
-/** Splits text at word boundaries into at most `max` chunks that join back to it. */
-function splitText(text: string, max: number): string[] {
+/** Splits text at word boundaries into at most `max` chunks that join back to it (how replayed text streams). */
+export function splitText(text: string, max: number): string[] {
   if (!text) return []
   const words = text.split(/(?<=\s)(?=\S)/)
   const size = Math.ceil(words.length / max)

@@ -29,6 +29,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net'
 import type { Role } from '../../adapters/model-provider.ts'
 import { parseScenario, type Scenario, type ScenarioEntry } from '../../adapters/scenario.ts'
+import { splitText } from '../../adapters/scripted-provider.ts'
 
 export interface ModelScript {
   /** The model's answers: a parsed scenario or scenario JSON. @default no entries */
@@ -427,12 +428,3 @@ function readBody(req: IncomingMessage): Promise<string> {
   })
 }
 
-/** Splits text at word boundaries into at most `max` chunks that join back to it. */
-function splitText(text: string, max: number): string[] {
-  if (!text) return []
-  const words = text.split(/(?<=\s)(?=\S)/)
-  const size = Math.ceil(words.length / max)
-  const chunks: string[] = []
-  for (let i = 0; i < words.length; i += size) chunks.push(words.slice(i, i + size).join(''))
-  return chunks
-}
