@@ -1,8 +1,14 @@
 /**
  * lowdb `SnapshotStore`: one JSON file per loop at `<dir>/loops/<name>.json`.
  * Writing one loop touches only its own file (O(1) in the number of loops), and
- * lowdb's steno writer makes each write atomic (temp file + rename) and serializes
- * the writes of one file, keeping only the latest pending one.
+ * lowdb's steno writer makes each write atomic (temp file + rename).
+ *
+ * The writes of one loop are serialized here, and at most MAX_WRITES files are
+ * written at once: a put waits for its loop's write in flight and for a turn, and
+ * a later put of the same loop meanwhile replaces its record (the replaced record is
+ * never serialized). Every put settles when its record or a later one of the same
+ * loop has landed. History appends take turns the same way, and the entries that
+ * queue meanwhile go out in one append.
  */
 import { appendFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -11,6 +17,13 @@ import { JSONFile } from 'lowdb/node'
 import { assertLoopName, byCreatedAt } from './memory-store.ts'
 import { migrateRecord } from './migrations.ts'
 import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from './snapshot-store.ts'
+
+/**
+ * Files written at once (record writes and history appends). libuv runs file
+ * operations on 4 threads: more writes in flight only queue there, holding their
+ * serialized records, where here they wait unserialized and coalesce.
+ */
+const MAX_WRITES = 16
 
 /** Loop files; steno's temp files (`.<name>.json.tmp`) and anything else do not match. */
 const LOOP_FILE = /^([a-z0-9][a-z0-9-]{0,79})\.json$/
@@ -26,22 +39,43 @@ export interface JsonStoreOptions {
 
 type ReadResult = { record: LoopRecord | null } | { problem: string }
 
+/** A put waiting for its turn; a later put replaces its record and shares its promise. */
+interface Waiting {
+  record: LoopRecord
+  done: Promise<void>
+  settle: { resolve: () => void; reject: (err: unknown) => void }
+}
+
+interface LoopWriter {
+  db: Low<LoopRecord | null>
+  /** The loop's writes are being worked off (one in flight or waiting for a turn). */
+  busy: boolean
+  /** The record to write next. */
+  next: Waiting | null
+}
+
 /** A `SnapshotStore` on a directory; nothing is created on disk until the first `put`. */
 export class JsonStore implements SnapshotStore {
   /** Directory of the loop files. */
   readonly loopsDir: string
   readonly #onProblem: (message: string) => void
-  /** One Low per loop, so that one steno writer orders the writes of each file. */
-  readonly #dbs = new Map<string, Low<LoopRecord | null>>()
-  /** The latest write of each loop still in flight. */
+  /** One writer per loop: its Low (and steno writer) and the record waiting to be written next. */
+  readonly #writers = new Map<string, LoopWriter>()
+  /** The latest put of each loop still in flight. */
   readonly #pending = new Map<string, Promise<void>>()
   #dirReady: Promise<unknown> | null = null
+  #historyDirReady: Promise<unknown> | null = null
+  /** Writes in flight, and the writes waiting for a turn (first come, first served). */
+  #writing = 0
+  readonly #turns: (() => void)[] = []
   /** Directory of the history logs (`<name>.jsonl`). */
   readonly historyDir: string
   /** Lines and last seq of each history log this process knows of (read once, then counted). */
   readonly #historyState = new Map<string, { lines: number; seq: number }>()
   /** Appends per loop, chained so that lines land in order. */
   readonly #historyWrites = new Map<string, Promise<void>>()
+  /** Entries of each loop waiting for their append (behind the loop's append in flight, or for a turn): they go out together. */
+  readonly #historyBatches = new Map<string, { entries: NewHistoryEntry[]; keep: number; done: Promise<void> }>()
 
   constructor(dir: string, options: JsonStoreOptions = {}) {
     this.loopsDir = join(dir, 'loops')
@@ -62,16 +96,38 @@ export class JsonStore implements SnapshotStore {
     return result.record
   }
 
-  async put(record: LoopRecord): Promise<void> {
-    assertLoopName(record.name)
-    const write = this.#write(structuredClone(record))
-    const name = record.name
-    this.#pending.set(name, write)
-    const forget = () => {
-      if (this.#pending.get(name) === write) this.#pending.delete(name)
+  /**
+   * Writes the record; it is serialized when its write starts, so it must not be
+   * changed after `put` (the engine builds a fresh record for every state change).
+   * Puts that wait behind the same write share its promise.
+   */
+  put(record: LoopRecord): Promise<void> {
+    try {
+      assertLoopName(record.name)
+    } catch (err) {
+      return Promise.reject(err)
     }
-    write.then(forget, forget)
-    return write
+    const name = record.name
+    let writer = this.#writers.get(name)
+    if (!writer) {
+      writer = { db: new Low(new JSONFile<LoopRecord | null>(this.pathOf(name)), null), busy: false, next: null }
+      this.#writers.set(name, writer)
+    }
+    if (writer.next) {
+      // Replaces the record waiting for its turn (never serialized); lands with the same write.
+      writer.next.record = record
+      return writer.next.done
+    }
+    let settle!: Waiting['settle']
+    const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }))
+    writer.next = { record, done, settle }
+    this.#pending.set(name, done)
+    const forget = () => {
+      if (this.#pending.get(name) === done) this.#pending.delete(name)
+    }
+    done.then(forget, forget)
+    if (!writer.busy) void this.#drain(writer)
+    return done
   }
 
   async list(): Promise<LoopRecord[]> {
@@ -95,10 +151,25 @@ export class JsonStore implements SnapshotStore {
 
   async appendHistory(name: string, entries: NewHistoryEntry[], keep: number): Promise<void> {
     assertLoopName(name)
+    // Entries that arrive while this loop's next append waits join it.
+    const waiting = this.#historyBatches.get(name)
+    if (waiting) {
+      waiting.entries.push(...entries)
+      waiting.keep = keep
+      return waiting.done
+    }
+    const batch = { entries: [...entries], keep, done: null as unknown as Promise<void> }
     const previous = this.#historyWrites.get(name) ?? Promise.resolve()
-    const next = previous.catch(() => {}).then(() => this.#append(name, entries, keep))
-    this.#historyWrites.set(name, next)
-    return next
+    batch.done = previous
+      .catch(() => {})
+      .then(() => this.#turn())
+      .then(() => {
+        this.#historyBatches.delete(name)
+        return this.#append(name, batch.entries, batch.keep).finally(() => this.#endTurn())
+      })
+    this.#historyBatches.set(name, batch)
+    this.#historyWrites.set(name, batch.done)
+    return batch.done
   }
 
   async history(name: string): Promise<HistoryEntry[]> {
@@ -131,9 +202,13 @@ export class JsonStore implements SnapshotStore {
     const path = this.#historyPath(name)
     let state = this.#historyState.get(name)
     if (state === undefined) {
-      await mkdir(this.historyDir, { recursive: true })
-      const old = await readHistory(path)
-      state = { lines: old.length, seq: old[old.length - 1]?.seq ?? 0 }
+      // Made once per store (a failure is retried by the next append).
+      this.#historyDirReady ??= mkdir(this.historyDir, { recursive: true }).catch((err) => {
+        this.#historyDirReady = null
+        throw err
+      })
+      await this.#historyDirReady
+      state = await historyState(path)
     }
     let seq = state.seq
     const entries: HistoryEntry[] = fresh.map((e) => ({ seq: ++seq, ...e }))
@@ -162,20 +237,50 @@ export class JsonStore implements SnapshotStore {
     }
   }
 
-  async #write(record: LoopRecord): Promise<void> {
-    // Every put awaits the same promise, so the writes reach steno in call order.
-    this.#dirReady ??= mkdir(this.loopsDir, { recursive: true }).catch((err) => {
-      this.#dirReady = null
-      throw err
-    })
-    await this.#dirReady
-    let db = this.#dbs.get(record.name)
-    if (!db) {
-      db = new Low(new JSONFile<LoopRecord | null>(this.pathOf(record.name)), null)
-      this.#dbs.set(record.name, db)
+  /** Writes the loop's latest record, in its turn, until no put waits. */
+  async #drain(writer: LoopWriter): Promise<void> {
+    writer.busy = true
+    try {
+      while (writer.next) {
+        await this.#turn()
+        // The latest record put while the loop waited for its turn.
+        const job = writer.next
+        writer.next = null
+        try {
+          this.#dirReady ??= mkdir(this.loopsDir, { recursive: true }).catch((err) => {
+            this.#dirReady = null
+            throw err
+          })
+          await this.#dirReady
+          writer.db.data = job.record
+          await writer.db.write()
+          job.settle.resolve()
+        } catch (err) {
+          job.settle.reject(err)
+        } finally {
+          writer.db.data = null
+          this.#endTurn()
+        }
+      }
+    } finally {
+      writer.busy = false
     }
-    db.data = record
-    await db.write()
+  }
+
+  /** Resolves when a write may start (at once while fewer than MAX_WRITES are in flight). */
+  #turn(): Promise<void> {
+    if (this.#writing < MAX_WRITES) {
+      this.#writing++
+      return Promise.resolve()
+    }
+    return new Promise((resolve) => this.#turns.push(resolve))
+  }
+
+  /** Hands the turn of a finished write to the first one waiting. */
+  #endTurn(): void {
+    const next = this.#turns.shift()
+    if (next) next()
+    else this.#writing--
   }
 
   async #read(name: string): Promise<ReadResult> {
@@ -217,6 +322,30 @@ async function readHistory(path: string): Promise<HistoryEntry[]> {
     }
   }
   return entries
+}
+
+/**
+ * Lines and last seq of a history log, without parsing every entry (entries at phase
+ * boundaries hold a whole snapshot): the lines are counted (a torn one too, which at
+ * worst compacts the log one line early) and the last line that parses gives the seq.
+ */
+async function historyState(path: string): Promise<{ lines: number; seq: number }> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { lines: 0, seq: 0 }
+    throw err
+  }
+  const lines = text.split('\n').filter((line) => line !== '')
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      return { lines: lines.length, seq: (JSON.parse(lines[i]!) as HistoryEntry).seq }
+    } catch {
+      // torn line
+    }
+  }
+  return { lines: lines.length, seq: 0 }
 }
 
 /** The record, migrated to the current schema, or what is wrong with the parsed file. */

@@ -170,6 +170,30 @@ describe('JsonStore', () => {
     expect(await store.get('alpha')).toMatchObject({ iteration: 19 })
   })
 
+  it('settles each put once its record or a later one of the loop is on disk (what lastWrite relies on)', async () => {
+    const dir = await tempDir()
+    const store = new JsonStore(dir)
+    const puts = Array.from({ length: 30 }, (_, i) => store.put(makeRecord('busy', { iteration: i })))
+    for (const [i, put] of puts.entries()) {
+      await put
+      const onDisk = JSON.parse(await readFile(store.pathOf('busy'), 'utf8'))
+      expect(onDisk.iteration).toBeGreaterThanOrEqual(i)
+    }
+    expect(await store.get('busy')).toMatchObject({ iteration: 29 })
+  })
+
+  it('writes appends that queue behind one in flight together, in order', async () => {
+    const dir = await tempDir()
+    const store = new JsonStore(dir)
+    const entry = (n: number) => ({ at: 't', event: `e${n}`, from: 'a', to: 'b', iteration: n, phase: 'coding' as const })
+    const appends = Array.from({ length: 30 }, (_, i) => store.appendHistory('h', [entry(i + 1)], 100))
+    await appends[29]
+    expect((await store.history('h')).map((e) => [e.seq, e.event])).toEqual(
+      Array.from({ length: 30 }, (_, i) => [i + 1, `e${i + 1}`]),
+    )
+    await Promise.all(appends)
+  })
+
   it('get sees a put that was not awaited', async () => {
     const dir = await tempDir()
     const store = new JsonStore(dir)
