@@ -126,6 +126,8 @@ interface LiveLoop {
   lastState: string
   /** The latest write of the loop's record. */
   lastWrite: Promise<void>
+  /** The store's promise behind `lastWrite`. */
+  lastPut: Promise<void> | null
   settle: { resolve: (o: LoopOutput) => void; reject: (e: unknown) => void }
   handle: LoopHandle
 }
@@ -222,17 +224,22 @@ export class Engine {
    */
   async resumeAll(): Promise<LoopHandle[]> {
     this.assertOpen()
-    const handles: LoopHandle[] = []
-    for (const record of await this.store.list()) {
-      if (FINAL.has(record.status) || this.live.has(record.name)) continue
-      const owner = await this.ownerElsewhere(record.name)
-      if (owner !== null) continue
-      try {
-        handles.push(await this.restore(record))
-      } catch (err) {
+    const records = (await this.store.list()).filter((r) => !FINAL.has(r.status) && !this.live.has(r.name))
+    // The lock files of all of them are read at once, and the restores (each decides, in this
+    // order, to launch or queue its loop) do not wait for one another's lock writes. A git
+    // loop's restore runs git in its repository: it is waited for before the next one.
+    const owners = await Promise.all(records.map((r) => this.ownerElsewhere(r.name)))
+    const restores: Promise<LoopHandle | null>[] = []
+    for (const [i, record] of records.entries()) {
+      if (owners[i] !== null || this.live.has(record.name)) continue
+      const restore = this.restore(record).catch((err: unknown) => {
         this.onProblem(`engine: could not resume ${record.name}: ${err instanceof Error ? err.message : err}`)
-      }
+        return null
+      })
+      restores.push(restore)
+      if (contextOf(record).git) await restore
     }
+    const handles = (await Promise.all(restores)).filter((h) => h !== null)
     // Loops restored as queued start once the running ones are back, if there is room.
     this.drainQueue()
     return handles
@@ -429,6 +436,7 @@ export class Engine {
       lastContext: null,
       lastState: '',
       lastWrite: Promise.resolve(),
+      lastPut: null,
       settle,
       handle: {
         name,
@@ -558,9 +566,15 @@ export class Engine {
 
   /** Saves the loop's current record. */
   private write(loop: LiveLoop): Promise<void> {
-    const record = loop.record
-    const p = this.store.put(record).catch((err: unknown) => {
-      this.onProblem(`engine: could not save loop ${record.name}: ${err instanceof Error ? err.message : err}`)
+    // The handler keeps only the name: a record held until its put settles would keep every
+    // intermediate snapshot of a busy loop alive while its writes queue.
+    const name = loop.record.name
+    const put = this.store.put(loop.record)
+    // The store gives a put that joins a write already waiting that write's promise: it has its handlers.
+    if (put === loop.lastPut) return loop.lastWrite
+    loop.lastPut = put
+    const p = put.catch((err: unknown) => {
+      this.onProblem(`engine: could not save loop ${name}: ${err instanceof Error ? err.message : err}`)
     })
     this.keepPending(p)
     loop.lastWrite = p
