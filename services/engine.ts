@@ -13,7 +13,7 @@ import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from '.
 import { loopMachine } from '../machines/loop.machine.ts'
 import type { ControlEvent, LoopInput, LoopOutput } from '../machines/loop.types.ts'
 import { resolveConfig, type LoopOptions } from './config.ts'
-import { acquireLock, inboxNames, lockOwner, releaseLock, takeCommands } from './control.ts'
+import { EngineLock, inboxNames, lockOwners, takeCommands } from './control.ts'
 import { goalTask, parsePlan, slugify } from './plan.ts'
 import {
   createWorktree,
@@ -149,7 +149,8 @@ export class Engine {
   private readonly historyLimit: number
   private readonly onProblem: (message: string) => void
   private readonly inspector: ((event: InspectionEvent) => void) | undefined
-  private readonly usesLocks: boolean
+  /** This process's lock in the data dir (JSON store only): which loops it runs. */
+  private readonly lock: EngineLock | null
   private readonly providers = new Map<string, { provider: ModelProvider; model: string }>()
   private readonly machine: typeof loopMachine
   private readonly live = new Map<string, LiveLoop>()
@@ -159,12 +160,13 @@ export class Engine {
   private running = 0
   private poller: NodeJS.Timeout | null = null
   private closed = false
+  private closing: Promise<void> | null = null
 
   constructor(options: EngineOptions) {
     this.dataDir = resolve(options.dataDir ?? 'data')
     this.onProblem = options.onProblem ?? ((m) => console.error(m))
     this.store = options.store ?? new JsonStore(this.dataDir, { onProblem: this.onProblem })
-    this.usesLocks = options.store === undefined
+    this.lock = options.store === undefined ? new EngineLock(this.dataDir) : null
     this.factories = { scripted: scriptedFactory(), ...options.providers }
     this.maxConcurrent = options.maxConcurrentLoops ?? 3
     if (!Number.isInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
@@ -225,13 +227,13 @@ export class Engine {
   async resumeAll(): Promise<LoopHandle[]> {
     this.assertOpen()
     const records = (await this.store.list()).filter((r) => !FINAL.has(r.status) && !this.live.has(r.name))
-    // The lock files of all of them are read at once, and the restores (each decides, in this
-    // order, to launch or queue its loop) do not wait for one another's lock writes. A git
-    // loop's restore runs git in its repository: it is waited for before the next one.
-    const owners = await Promise.all(records.map((r) => this.ownerElsewhere(r.name)))
+    // The locks are read once, and the restores (each decides, in this order, to launch or
+    // queue its loop) do not wait for one another's lock writes (they coalesce into a few).
+    // A git loop's restore runs git in its repository: it is waited for before the next one.
+    const owners = await this.ownersElsewhere()
     const restores: Promise<LoopHandle | null>[] = []
-    for (const [i, record] of records.entries()) {
-      if (owners[i] !== null || this.live.has(record.name)) continue
+    for (const record of records) {
+      if (owners.has(record.name) || this.live.has(record.name)) continue
       const restore = this.restore(record).catch((err: unknown) => {
         this.onProblem(`engine: could not resume ${record.name}: ${err instanceof Error ? err.message : err}`)
         return null
@@ -255,7 +257,7 @@ export class Engine {
     if (FINAL.has(record.status)) {
       throw new EngineError(`resume: loop ${name} already ended (${record.status}, ${record.reason})`)
     }
-    const owner = await this.ownerElsewhere(name)
+    const owner = (await this.ownersElsewhere()).get(name) ?? null
     if (owner !== null) throw new EngineError(`resume: loop ${name} is running in process ${owner}`)
     const handle = await this.restore(record)
     this.drainQueue()
@@ -264,13 +266,10 @@ export class Engine {
 
   /** Names of the unfinished loops in the store that no live process runs. */
   async unfinished(): Promise<string[]> {
-    const names: string[] = []
-    for (const r of await this.store.list()) {
-      if (!FINAL.has(r.status) && !this.live.has(r.name) && (await this.ownerElsewhere(r.name)) === null) {
-        names.push(r.name)
-      }
-    }
-    return names
+    const owners = await this.ownersElsewhere()
+    return (await this.store.list())
+      .filter((r) => !FINAL.has(r.status) && !this.live.has(r.name) && !owners.has(r.name))
+      .map((r) => r.name)
   }
 
   /** The loop's history (transition log), oldest first. */
@@ -367,8 +366,13 @@ export class Engine {
    * Saves every live loop and stops its actor without ending it: the loops stay
    * `running` (or `paused`, `queued`) in the store, to be resumed later.
    */
-  async close(): Promise<void> {
-    if (this.closed) return
+  close(): Promise<void> {
+    // Every caller waits for the same close, so none carries on before the saves have landed.
+    this.closing ??= this.shutDown()
+    return this.closing
+  }
+
+  private async shutDown(): Promise<void> {
     this.closed = true
     if (this.poller) clearInterval(this.poller)
     for (const loop of this.live.values()) {
@@ -382,9 +386,7 @@ export class Engine {
     }
     await this.settled()
     await this.store.flush()
-    if (this.usesLocks) {
-      for (const loop of this.live.values()) if (loop.started) await releaseLock(this.dataDir, loop.name)
-    }
+    if (this.lock) await Promise.all([...this.live.values()].map((loop) => this.lock!.remove(loop.name)))
     this.live.clear()
     this.queue.length = 0
   }
@@ -469,9 +471,11 @@ export class Engine {
   }
 
   private async launch(loop: LiveLoop): Promise<void> {
+    // A restore that was under way when the engine closed does not start its loop.
+    if (this.closed) return
     this.running++
     loop.started = true
-    if (this.usesLocks) await acquireLock(this.dataDir, loop.name)
+    await this.lock?.add(loop.name)
     // The error observer keeps an actor's error from being rethrown (and killing the process).
     const sub = loop.actor.subscribe({ error: (err) => this.onActorError(loop, err) })
     loop.unsubscribe = () => sub.unsubscribe()
@@ -519,7 +523,8 @@ export class Engine {
     const c = snapshot.context
     const entry: NewHistoryEntry = { at: new Date().toISOString(), event, from, to, iteration: c.iteration, phase: c.phase }
     // Snapshots at phase boundaries: where the top-level phase state changes (coding → auditing, → paused …).
-    if (phaseState(from) !== phaseState(to)) entry.snapshot = snapshot
+    // A restore is a boundary too: a fork can start from where a loop was picked up.
+    if (phaseState(from) !== phaseState(to) || event === 'loop.restored') entry.snapshot = snapshot
     const p = this.store.appendHistory(loop.name, [entry], this.historyLimit).catch((err: unknown) => {
       this.onProblem(`engine: could not log history of ${loop.name}: ${err instanceof Error ? err.message : err}`)
     })
@@ -529,7 +534,7 @@ export class Engine {
   private async finish(loop: LiveLoop, output: LoopOutput | undefined): Promise<void> {
     loop.unsubscribe?.()
     loop.unsubscribe = null
-    if (this.usesLocks) await releaseLock(this.dataDir, loop.name)
+    await this.lock?.remove(loop.name)
     this.forgetProviders(loop.name)
     this.live.delete(loop.name)
     this.running--
@@ -612,11 +617,12 @@ export class Engine {
     for (const key of this.providers.keys()) if (key.startsWith(`${loopName}\u0000`)) this.providers.delete(key)
   }
 
-  /** The pid of another live process that runs the loop, or null. */
-  private async ownerElsewhere(name: string): Promise<number | null> {
-    if (!this.usesLocks) return null
-    const owner = await lockOwner(this.dataDir, name)
-    return owner === null || owner === process.pid ? null : owner
+  /** The loops other live processes run: name → pid. */
+  private async ownersElsewhere(): Promise<Map<string, number>> {
+    if (this.lock === null) return new Map()
+    const owners = await lockOwners(this.dataDir)
+    for (const [name, pid] of owners) if (pid === process.pid) owners.delete(name)
+    return owners
   }
 
   private async reserveName(wanted: string | undefined, base: string): Promise<string> {

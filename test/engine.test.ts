@@ -162,6 +162,27 @@ describe('engine', () => {
     expect(reopened.map((r) => r.name)).toEqual(['wait-forever'])
   })
 
+  it('keeps one lock file per engine process, listing the loops it runs', async () => {
+    const dataDir = join(dir, 'data')
+    const s = await scenarioFile('hang.json', { coder: [{ type: 'hang' }] })
+    engine = await createEngine({ dataDir, maxConcurrentLoops: 20 })
+    const names: string[] = []
+    for (let i = 0; i < 20; i++) {
+      names.push((await engine.start({ goal: `loop ${i}` }, { models: [`scripted:${s}`], workspace: dir, stallTimeoutMs: 600_000 })).name)
+    }
+    expect(await readdir(join(dataDir, 'locks'))).toEqual([`engine-${process.pid}.json`])
+    const lock = JSON.parse(await readFile(join(dataDir, 'locks', `engine-${process.pid}.json`), 'utf8'))
+    expect(lock.pid).toBe(process.pid)
+    expect([...lock.loops].sort()).toEqual([...names].sort())
+    engine.handle(names[0]!)!.cancel()
+    await engine.handle(names[0]!)!.done
+    const after = JSON.parse(await readFile(join(dataDir, 'locks', `engine-${process.pid}.json`), 'utf8'))
+    expect(after.loops).not.toContain(names[0])
+    expect(after.loops).toHaveLength(19)
+    await engine.close()
+    expect(await readdir(join(dataDir, 'locks'))).toEqual([])
+  })
+
   it('applies commands that another process leaves in the data dir', async () => {
     const dataDir = join(dir, 'data')
     const s = await scenarioFile('hang.json', { coder: [{ type: 'hang' }] })

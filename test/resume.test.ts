@@ -236,8 +236,17 @@ describe('engine resume', () => {
     const a = await engine()
     const h = await a.start({ goal: 'owned' }, { models: [hangs], workspace: dir, stallTimeoutMs: 600_000 })
     await new Promise((r) => setTimeout(r, 50))
-    // a second engine in the same process would not be an "other" process: fake a foreign owner
-    await writeFile(join(dir, 'data', 'locks', `${h.name}.json`), JSON.stringify({ pid: process.ppid, since: 'x' }))
+    expect(JSON.parse(await readFile(join(dir, 'data', 'locks', `engine-${process.pid}.json`), 'utf8'))).toMatchObject({
+      pid: process.pid,
+      loops: [h.name],
+    })
+    await a.close()
+    expect(await readdir(join(dir, 'data', 'locks'))).toEqual([]) // a process that runs no loop holds no lock
+    // another engine of this same process would not be an "other" process: fake a foreign owner
+    await writeFile(
+      join(dir, 'data', 'locks', `engine-${process.ppid}.json`),
+      JSON.stringify({ pid: process.ppid, since: 'x', loops: [h.name] }),
+    )
     const b = await engine()
     expect(b.handle(h.name)).toBeUndefined()
     await expect(b.resume(h.name)).rejects.toThrow(`resume: loop owned is running in process ${process.ppid}`)
