@@ -523,8 +523,7 @@ export class Engine {
     const c = snapshot.context
     const entry: NewHistoryEntry = { at: new Date().toISOString(), event, from, to, iteration: c.iteration, phase: c.phase }
     // Snapshots at phase boundaries: where the top-level phase state changes (coding → auditing, → paused …).
-    // A restore is a boundary too: a fork can start from where a loop was picked up.
-    if (phaseState(from) !== phaseState(to) || event === 'loop.restored') entry.snapshot = snapshot
+    if (phaseState(from) !== phaseState(to)) entry.snapshot = snapshot
     const p = this.store.appendHistory(loop.name, [entry], this.historyLimit).catch((err: unknown) => {
       this.onProblem(`engine: could not log history of ${loop.name}: ${err instanceof Error ? err.message : err}`)
     })
