@@ -115,6 +115,33 @@ async function resume(dataDir: string, expected: number): Promise<void> {
 }
 
 /**
+ * The bare baseline's machine: the same loopMachine, provided with the same session
+ * actor and one ScriptedProvider per loop and model from the same factory (as the
+ * engine caches them), without the engine.
+ */
+async function bareMachine() {
+  const { scriptedFactory } = await import('../adapters/scripted-provider.ts')
+  const { loopMachine } = await import('../machines/loop.machine.ts')
+  const { createLoopServices } = await import('../services/session-actor.ts')
+  const factory = scriptedFactory()
+  const providers = new Map<string, ReturnType<typeof factory>>()
+  const machine = loopMachine.provide(
+    createLoopServices({
+      provider: (loop, spec) => {
+        const model = spec.slice(spec.indexOf(':') + 1)
+        const key = `${loop}\u0000${spec}`
+        let provider = providers.get(key)
+        if (!provider) providers.set(key, (provider = factory(model, loop)))
+        return { provider, model }
+      },
+    }),
+  )
+  /** Drops a finished loop's provider, as the engine does. */
+  const forget = (loop: string, spec: string) => providers.delete(`${loop}\u0000${spec}`)
+  return { machine, forget }
+}
+
+/**
  * The bare counterpart of `resume`: the same records read from the same files (readFile +
  * JSON.parse), and each actor restored with createActor({ snapshot }), started and told
  * `loop.restored`, as the engine does; no engine, no store writes, no locks, no history.
@@ -123,23 +150,9 @@ async function resumeBare(dataDir: string, expected: number): Promise<void> {
   const { readdir, readFile } = await import('node:fs/promises')
   const { join } = await import('node:path')
   const { createActor } = await import('xstate')
-  const { scriptedFactory } = await import('../adapters/scripted-provider.ts')
-  const { loopMachine } = await import('../machines/loop.machine.ts')
-  const { createLoopServices } = await import('../services/session-actor.ts')
   const { stateString } = await import('../services/views.ts')
+  const { machine } = await bareMachine() // imports the machine and the services
   const imported = process.uptime()
-  const factory = scriptedFactory()
-  const providers = new Map<string, ReturnType<typeof factory>>()
-  const machine = loopMachine.provide(
-    createLoopServices({
-      provider: (loop, spec) => {
-        const key = `${loop}\u0000${spec}`
-        let provider = providers.get(key)
-        if (!provider) providers.set(key, (provider = factory(spec.slice(spec.indexOf(':') + 1), loop)))
-        return { provider, model: spec.slice(spec.indexOf(':') + 1) }
-      },
-    }),
-  )
   const dir = join(dataDir, 'loops')
   const files = (await readdir(dir)).filter((f) => /^[a-z0-9][a-z0-9-]*\.json$/.test(f))
   const records = await Promise.all(files.map(async (f) => JSON.parse(await readFile(join(dir, f), 'utf8'))))
@@ -161,13 +174,10 @@ async function resumeBare(dataDir: string, expected: number): Promise<void> {
 
 async function workload(kind: 'bare' | 'durable', config: WorkloadConfig): Promise<void> {
   const { createActor } = await import('xstate')
-  const { scriptedFactory } = await import('../adapters/scripted-provider.ts')
   const { JsonStore } = await import('../adapters/json-store.ts')
-  const { loopMachine } = await import('../machines/loop.machine.ts')
   const { resolveConfig } = await import('../services/config.ts')
   const { createEngine } = await import('../services/engine.ts')
   const { parsePlan } = await import('../services/plan.ts')
-  const { createLoopServices } = await import('../services/session-actor.ts')
   const { stateString } = await import('../services/views.ts')
   type Output = { status: string; reason: string; iteration: number }
 
@@ -177,18 +187,7 @@ async function workload(kind: 'bare' | 'durable', config: WorkloadConfig): Promi
    * same factory, run with createActor: no engine, no store, no locks, no history.
    */
   async function bare(n: number, prefix: string) {
-    const factory = scriptedFactory()
-    const providers = new Map<string, ReturnType<typeof factory>>()
-    const machine = loopMachine.provide(
-      createLoopServices({
-        provider: (loop, spec) => {
-          const key = `${loop}\u0000${spec}`
-          let provider = providers.get(key)
-          if (!provider) providers.set(key, (provider = factory(spec.slice(spec.indexOf(':') + 1), loop)))
-          return { provider, model: spec.slice(spec.indexOf(':') + 1) }
-        },
-      }),
-    )
+    const { machine, forget } = await bareMachine()
     let changes = 0
     const t0 = performance.now()
     const outputs = await Promise.all(
@@ -210,7 +209,7 @@ async function workload(kind: 'bare' | 'durable', config: WorkloadConfig): Promi
               changes++
             },
             complete: () => {
-              providers.delete(`${name}\u0000${config.model}`)
+              forget(name, config.model)
               resolve(actor.getSnapshot().output as Output)
             },
             error: reject,
