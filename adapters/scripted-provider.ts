@@ -2,7 +2,7 @@
  * `scripted:<file>`: deterministic replay of a scenario (adapters/scenario.ts).
  * One instance per loop: it keeps a cursor per role into the scenario.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import {
   abortedError,
@@ -93,21 +93,43 @@ export async function createScriptedProvider(file: string): Promise<ScriptedProv
 
 /** Like `createScriptedProvider`, synchronously (provider factories are sync). */
 export function createScriptedProviderSync(file: string): ScriptedProvider {
+  return new ScriptedProvider(readScenarioSync(file))
+}
+
+function readScenarioSync(file: string): Scenario {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
     throw readError(file, err)
   }
-  return new ScriptedProvider(parseScenarioText(text, file))
+  return parseScenarioText(text, file)
 }
 
 /**
  * The factory for `scripted:<file>`: a fresh provider (fresh cursors) per loop.
+ * A file is read and validated once per change (by mtime and size), not once per
+ * loop: restoring 1,000 loops of one scenario parses it once.
  * @param baseDir directory relative scenario paths resolve against. @default process.cwd()
  */
 export function scriptedFactory(baseDir?: string): ProviderFactory {
-  return (model) => createScriptedProviderSync(resolve(baseDir ?? process.cwd(), model))
+  const parsed = new Map<string, { stamp: string; scenario: Scenario }>()
+  return (model) => {
+    const file = resolve(baseDir ?? process.cwd(), model)
+    let stamp: string
+    try {
+      const s = statSync(file)
+      stamp = `${s.mtimeMs}:${s.size}`
+    } catch (err) {
+      throw readError(file, err)
+    }
+    let entry = parsed.get(file)
+    if (entry?.stamp !== stamp) {
+      entry = { stamp, scenario: readScenarioSync(file) }
+      parsed.set(file, entry)
+    }
+    return new ScriptedProvider(entry.scenario)
+  }
 }
 
 /** Resolves after `ms` (at once for 0); rejects with `abortedError()` on abort, clearing the timer. */

@@ -262,4 +262,16 @@ describe('scripted loaders', () => {
     expect((await b.chat(request('auditor'))).content).toBe('clean')
     expect(() => factory('nope.json', 'loop-c')).toThrow(`scenario: ${join(dir, 'nope.json')}: file not found`)
   })
+
+  it('scriptedFactory reads a scenario again when the file changes, and refuses it when it turns bad', async () => {
+    const dir = await tempDir()
+    const file = join(dir, 'live.json')
+    await writeFile(file, JSON.stringify({ coder: [{ type: 'text', text: 'first' }] }))
+    const factory = scriptedFactory(dir)
+    expect((await factory('live.json', 'a').chat(request('coder'))).content).toBe('first')
+    await writeFile(file, JSON.stringify({ coder: [{ type: 'text', text: 'second version' }] }))
+    expect((await factory('live.json', 'b').chat(request('coder'))).content).toBe('second version')
+    await writeFile(file, JSON.stringify({ coder: [{ type: 'txt' }] }))
+    expect(() => factory('live.json', 'c')).toThrow(`scenario: ${file}: coder[0].type: expected one of`)
+  })
 })
