@@ -56,6 +56,8 @@ export function createSessionLogic(deps: LoopServiceDeps) {
       if (command.type === 'session.nudge') session?.nudge()
     })
     const run = async () => {
+      // Stopped before it ran (a restored actor's session, replaced at once by loop.restored): nothing to do.
+      if (controller.signal.aborted) return
       const { provider, model } = deps.provider(context.name, spec)
       const { start, delivered } = sessionStart(context, input)
       session = new ModelSession({
