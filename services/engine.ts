@@ -19,6 +19,7 @@ import {
   createWorktree,
   ensureWorktree,
   forkWorktree,
+  pathExists,
   removeWorktree,
   repoRoot,
   workDir,
@@ -308,7 +309,7 @@ export class Engine {
         workspace = resolve(
           options.workspace ?? join(dirname(source.context.workspace), `${basename(source.context.workspace)}.${newName}`),
         )
-        if (await exists(workspace)) throw new EngineError(`fork: workspace ${workspace} already exists`)
+        if (await pathExists(workspace)) throw new EngineError(`fork: workspace ${workspace} already exists`)
         await cp(source.context.workspace, workspace, { recursive: true, errorOnExist: true, force: false })
       }
       const snapshot: PersistedLoop = {
@@ -673,15 +674,6 @@ async function readTask(spec: LoopTaskSpec): Promise<Pick<LoopInput, 'task' | 's
     throw new EngineError(code === 'ENOENT' ? `plan: ${spec.planFile}: file not found` : `plan: ${spec.planFile}: ${code}`)
   }
   return parsePlan(text, spec.planFile)
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path)
-    return true
-  } catch {
-    return false
-  }
 }
 
 async function checkWorkspace(dir: string): Promise<void> {

@@ -55,7 +55,7 @@ export async function createWorktree(dir: string, repo: string, loopName: string
   if (await branchExists(repo, branch)) {
     throw new GitWorkspaceError(`workspace: branch ${branch} already exists in ${repo}; pick another --name`)
   }
-  if (await exists(worktree)) throw new GitWorkspaceError(`workspace: ${worktree} already exists`)
+  if (await pathExists(worktree)) throw new GitWorkspaceError(`workspace: ${worktree} already exists`)
   const base = await git(repo, ['rev-parse', '--verify', `${from}^{commit}`]).catch(() => {
     throw new GitWorkspaceError(`workspace: ${repo} has no commit to branch from; commit something first`)
   })
@@ -72,8 +72,8 @@ export const workDir = (g: GitWorkspace) => join(g.worktree, g.subdir)
  * is checked out into it again. Throws when the branch is gone too.
  */
 export async function ensureWorktree(g: GitWorkspace): Promise<'present' | 'restored'> {
-  if (await exists(join(g.worktree, '.git'))) return 'present'
-  if (!(await exists(g.repo))) throw new GitWorkspaceError(`workspace: repository ${g.repo} is gone`)
+  if (await pathExists(join(g.worktree, '.git'))) return 'present'
+  if (!(await pathExists(g.repo))) throw new GitWorkspaceError(`workspace: repository ${g.repo} is gone`)
   if (!(await branchExists(g.repo, g.branch))) {
     throw new GitWorkspaceError(`workspace: worktree ${g.worktree} and branch ${g.branch} are both gone`)
   }
@@ -101,7 +101,7 @@ export async function commitAll(g: GitWorkspace, message: string): Promise<strin
 
 /** Removes the worktree (the branch stays). */
 export async function removeWorktree(g: GitWorkspace): Promise<boolean> {
-  if (!(await exists(g.worktree))) {
+  if (!(await pathExists(g.worktree))) {
     await git(g.repo, ['worktree', 'prune']).catch(() => '')
     return false
   }
@@ -115,7 +115,7 @@ export async function removeWorktree(g: GitWorkspace): Promise<boolean> {
  */
 export async function forkWorktree(g: GitWorkspace, newName: string): Promise<GitWorkspace> {
   const fork = await createWorktree(join(g.repo, g.subdir), g.repo, newName, g.branch)
-  if (await exists(g.worktree)) {
+  if (await pathExists(g.worktree)) {
     for (const entry of await readdir(g.worktree)) {
       if (entry === '.git') continue
       await cp(join(g.worktree, entry), join(fork.worktree, entry), { recursive: true, force: true })
@@ -133,7 +133,8 @@ async function branchExists(repo: string, branch: string): Promise<boolean> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether something is at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
   try {
     await stat(path)
     return true
