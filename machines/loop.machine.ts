@@ -1,7 +1,7 @@
 /**
  * The loop statechart (DESIGN.md "The loop" and "Limits, retries, stalls, termination").
- * Pure: the session actor is a placeholder that services replace with `.provide()`;
- * every action, guard and delay is named here.
+ * Pure: the session and commitWork actors are placeholders that services replace
+ * with `.provide()`; every action, guard and delay is named here.
  */
 import { and, assign, fromCallback, fromPromise, sendTo, setup } from 'xstate'
 import type { Role } from '../adapters/model-provider.ts'
