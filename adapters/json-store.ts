@@ -10,10 +10,11 @@
  * loop has landed. History appends take turns the same way, and the entries that
  * queue meanwhile go out in one append.
  */
+import { readFileSync } from 'node:fs'
 import { appendFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Low } from 'lowdb'
-import { JSONFile } from 'lowdb/node'
+import { DataFile } from 'lowdb/node'
 import { assertLoopName, byCreatedAt } from './memory-store.ts'
 import { migrateRecord } from './migrations.ts'
 import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from './snapshot-store.ts'
@@ -24,9 +25,20 @@ import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from '.
  * serialized records, where here they wait unserialized and coalesce.
  */
 const MAX_WRITES = 16
+/** Record files `list()` reads per turn of the event loop. */
+const LIST_BATCH = 64
 
 /** Loop files; steno's temp files (`.<name>.json.tmp`) and anything else do not match. */
 const LOOP_FILE = /^([a-z0-9][a-z0-9-]{0,79})\.json$/
+
+
+/**
+ * lowdb's `JSONFile` with compact JSON: `JSONFile` indents (`JSON.stringify(obj, null, 2)`),
+ * which takes longer to write and ~40% more bytes for a record nobody reads by hand
+ * (`loopstate status NAME --json` prints one). Same steno writer: temp file + rename.
+ */
+const recordFile = (path: string) =>
+  new DataFile<LoopRecord | null>(path, { parse: JSON.parse, stringify: (record) => JSON.stringify(record) })
 
 export interface JsonStoreOptions {
   /**
@@ -110,7 +122,7 @@ export class JsonStore implements SnapshotStore {
     const name = record.name
     let writer = this.#writers.get(name)
     if (!writer) {
-      writer = { db: new Low(new JSONFile<LoopRecord | null>(this.pathOf(name)), null), busy: false, next: null }
+      writer = { db: new Low(recordFile(this.pathOf(name)), null), busy: false, next: null }
       this.#writers.set(name, writer)
     }
     if (writer.next) {
@@ -140,7 +152,14 @@ export class JsonStore implements SnapshotStore {
       throw err
     }
     const names = files.flatMap((file) => LOOP_FILE.exec(file)?.[1] ?? [])
-    const results = await Promise.all(names.map((name) => this.#read(name)))
+    // Read synchronously, LIST_BATCH files per turn of the event loop: a small file's
+    // round trip through libuv's thread pool costs more than reading it (1,000 records:
+    // ~50 ms this way, ~150 ms with a readFile each).
+    const results: ReadResult[] = []
+    for (let i = 0; i < names.length; i++) {
+      if (i > 0 && i % LIST_BATCH === 0) await new Promise((resolve) => setImmediate(resolve))
+      results.push(this.#readSync(names[i]!))
+    }
     const records: LoopRecord[] = []
     for (const [i, result] of results.entries()) {
       if ('problem' in result) this.#onProblem(await this.#quarantine(names[i]!, result.problem))
@@ -289,18 +308,37 @@ export class JsonStore implements SnapshotStore {
     try {
       text = await readFile(path, 'utf8')
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { record: null }
-      return { problem: `snapshot-store: ${path}: cannot read (${(err as Error).message})` }
+      return readFailure(path, err)
     }
-    let json: unknown
-    try {
-      json = JSON.parse(text)
-    } catch {
-      return { problem: `snapshot-store: ${path}: not valid JSON` }
-    }
-    const checked = checkRecord(json, name)
-    return 'problem' in checked ? { problem: `snapshot-store: ${path}: ${checked.problem}` } : checked
+    return parseRecord(path, name, text)
   }
+
+  #readSync(name: string): ReadResult {
+    const path = this.pathOf(name)
+    let text: string
+    try {
+      text = readFileSync(path, 'utf8')
+    } catch (err) {
+      return readFailure(path, err)
+    }
+    return parseRecord(path, name, text)
+  }
+}
+
+function readFailure(path: string, err: unknown): ReadResult {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { record: null }
+  return { problem: `snapshot-store: ${path}: cannot read (${(err as Error).message})` }
+}
+
+function parseRecord(path: string, name: string, text: string): ReadResult {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    return { problem: `snapshot-store: ${path}: not valid JSON` }
+  }
+  const checked = checkRecord(json, name)
+  return 'problem' in checked ? { problem: `snapshot-store: ${path}: ${checked.problem}` } : checked
 }
 
 /** The entries of a history log; a torn last line (a crash mid-append) is skipped. */

@@ -18,6 +18,11 @@
  *
  * Rounds of 1–2 alternate bare and durable; the fastest round of each counts (other
  * processes on the machine slow runs down, never up).
+ *
+ * The children run as the `loopstate` bin runs the CLI: bench-child.ts is bundled first
+ * (esbuild, the options of scripts/build.mjs) and run with plain node. The same children
+ * under tsx (the sources, as in development) are measured too, for comparison: module
+ * loading and RSS differ, the work does not.
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
@@ -83,11 +88,36 @@ interface ChildResult {
   [key: string]: unknown
 }
 
-/** Runs `node --import tsx scripts/bench-child.ts …` and returns its BENCH line. */
-function child(argv: string[], nodeFlags: string[] = []): Promise<ChildResult & { wallMs: number }> {
+/** Where bundleChild() put the bundled bench child (set in main). */
+let bundledChild = ''
+
+/** Bundles scripts/bench-child.ts (and the engine it imports) into `dir`, as scripts/build.mjs builds dist/. */
+async function bundleChild(dir: string): Promise<string> {
+  const esbuild = await import('esbuild')
+  // @ts-expect-error plain JavaScript module without type declarations
+  const { bundleOptions } = (await import('./build.mjs')) as { bundleOptions: () => Record<string, unknown> }
+  await esbuild.build({
+    ...bundleOptions(),
+    absWorkingDir: ROOT,
+    entryPoints: [CHILD],
+    outdir: dir,
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+  })
+  return join(dir, 'bench-child.js')
+}
+
+type Runner = 'bundle' | 'tsx'
+
+/**
+ * Runs the bench child (`node <bundle>/bench-child.js …`, or `node --import tsx
+ * scripts/bench-child.ts …`) and returns its BENCH line.
+ */
+function child(argv: string[], nodeFlags: string[] = [], runner: Runner = 'bundle'): Promise<ChildResult & { wallMs: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now()
-    const p = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', CHILD, ...argv], {
+    const entry = runner === 'bundle' ? [bundledChild] : ['--import', 'tsx', CHILD]
+    const p = spawn(process.execPath, [...nodeFlags, ...entry, ...argv], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -120,7 +150,7 @@ const byMedian = (runs: ChildResult[], key: string) =>
   runs.slice().sort((a, b) => (a[key] as number) - (b[key] as number))[Math.floor((runs.length - 1) / 2)]!
 
 let stage = 0
-const STAGES = 5
+const STAGES = 6
 const benchStart = performance.now()
 function progress(message: string): void {
   stage++
@@ -160,6 +190,9 @@ async function main(): Promise<void> {
   console.log(`store on: ${machine.tmp}`)
   console.log(`workload: ${LOOPS} concurrent loops × 3 code→audit iterations on the scripted instant model (no delays)`)
 
+  progress('bundling the bench child and the engine (esbuild, as `npm run build` bundles the CLI)')
+  bundledChild = await bundleChild(join(root, 'bundle'))
+
   const scenarioFile = join(root, 'instant.json')
   const hangFile = join(root, 'hang.json')
   const workspace = join(root, 'workspace')
@@ -197,6 +230,10 @@ async function main(): Promise<void> {
     console.log(`      durable round ${r}: ${fmt(durable.elapsedMs as number)} ms (all done at ${fmt(durable.doneMs as number)} ms), ${fmt(durable.changes as number)} state changes, peak RSS ${mb(durable.peakRss as number)}, store: ${stored.completed}/${stored.records} completed${durable.wrong ? `, ${durable.wrong} loops did not complete as scripted!` : ''}`)
     for (const p of durable.problems as string[]) console.log(`      problem: ${p}`)
   }
+  // The durable engine once more under tsx: the same work, with tsx and the TypeScript sources loaded.
+  sync()
+  const durableTsx = await child(['workload', 'durable', await workloadConfig('durable-tsx', scenarioFile)], ['--expose-gc'], 'tsx')
+  console.log(`      durable under tsx: ${fmt(durableTsx.elapsedMs as number)} ms, peak RSS ${mb(durableTsx.peakRss as number)}${durableTsx.wrong ? `, ${durableTsx.wrong} loops did not complete as scripted!` : ''}`)
   const best = (runs: ChildResult[]) => runs.reduce((a, b) => ((a.elapsedMs as number) <= (b.elapsedMs as number) ? a : b))
   const bare = best(bareRuns)
   const durable = best(durableRuns)
@@ -219,10 +256,12 @@ async function main(): Promise<void> {
   }
 
   // 5: module loading alone.
-  progress('module loading: child processes that only import the engine (3 runs)')
+  progress('module loading: child processes that only import the engine (3 runs bundled, 3 under tsx)')
   const imports: number[] = []
   for (let i = 0; i < 3; i++) imports.push((await child(['import'])).importedMs as number)
-  console.log(`      ${imports.map((ms) => fmt(ms)).join(', ')} ms from process start`)
+  const importsTsx: number[] = []
+  for (let i = 0; i < 3; i++) importsTsx.push((await child(['import'], [], 'tsx')).importedMs as number)
+  console.log(`      bundled: ${imports.map((ms) => fmt(ms)).join(', ')} ms from process start; under tsx: ${importsTsx.map((ms) => fmt(ms)).join(', ')} ms`)
 
   // 6: resume from process start, with the engine and bare.
   progress(`resume: child processes that restore the ${LOOPS} unfinished loops (3 runs, then 3 bare, then on tmpfs)`)
@@ -235,6 +274,10 @@ async function main(): Promise<void> {
     for (const p of r.problems as string[]) console.log(`      problem: ${p}`)
   }
   const resume = byMedian(resumes, 'readyMs')
+  const tsxResumes: ChildResult[] = []
+  for (let i = 0; i < 3; i++) tsxResumes.push(await child(['resume', resumeDir, String(LOOPS)], ['--expose-gc'], 'tsx'))
+  const tsxResume = byMedian(tsxResumes, 'readyMs')
+  console.log(`      under tsx: all running at ${tsxResumes.map((r) => `${fmt(r.readyMs as number)}${r.running ? '' : ' (NOT all running!)'}`).join(', ')} ms; RSS ${mb(tsxResume.rssLive as number)}`)
   const bareResumes: ChildResult[] = []
   for (let i = 0; i < 3; i++) bareResumes.push(await child(['resume-bare', resumeDir, String(LOOPS)]))
   const bareResume = byMedian(bareResumes, 'readyMs')
@@ -295,7 +338,8 @@ async function main(): Promise<void> {
     `   event-loop turn, then all awaited, as the engine writes on every state change; history append: one line, awaited)`,
     '',
     `3. resume ${LOOPS} unfinished loops: all restored and running ${fmt(resumeMs)} ms after process start (median of 3)   target < 1000 ms  ${verdict(resumeMs < 1000)}`,
-    `   module loading (node + tsx + the engine's imports): ${fmt(resume.importedMs as number)} ms of it; an import-only child: ${fmt(importMs)} ms (median of 3)`,
+    `   (bundled, as the loopstate bin runs; under tsx, from the sources: ${fmt(tsxResume.readyMs as number)} ms)`,
+    `   module loading (node + the bundled engine): ${fmt(resume.importedMs as number)} ms of it; an import-only child: ${fmt(importMs)} ms bundled, ${fmt(median(importsTsx))} ms under tsx (medians of 3)`,
     `   createEngine (resume: list, lock checks, restore, locks, start): ${fmt((resume.engineReturnedMs as number) - (resume.importedMs as number))} ms; runs: ${resumes.map((r) => fmt(r.readyMs as number)).join(', ')} ms`,
     `   bare, for comparison (read the same files, createActor({ snapshot }), start, loop.restored; no engine): all running at ${fmt(bareResume.readyMs as number)} ms,`,
     `   of which module loading ${fmt(bareResume.importedMs as number)} ms, reading ${fmt((bareResume.readMs as number) - (bareResume.importedMs as number))} ms, restoring ${fmt((bareResume.readyMs as number) - (bareResume.readMs as number))} ms`,
@@ -304,9 +348,9 @@ async function main(): Promise<void> {
       : []),
     '',
     `4. peak RSS with ${LOOPS} live loops running the workload (durable engine): ${mb(peakRss)}   target < 200 MB  ${verdict(peakRss < 200 * 2 ** 20)}`,
-    `   (the bare machine's peak on the same workload: ${mb(bare.peakRss as number)})`,
+    `   (the bare machine's peak on the same workload: ${mb(bare.peakRss as number)}; the durable engine under tsx: ${mb(durableTsx.peakRss as number)})`,
     `   ${LOOPS} live loops after resume (idle in a model call), 1 s after ready: ${mb(liveRss)}   target < 200 MB  ${verdict(liveRss < 200 * 2 ** 20)}`,
-    `   (V8 heap in use after a full GC there: ${mb(resume.heapLive as number)}; peak RSS during the resume: ${mb(resume.peakRss as number)})`,
+    `   (V8 heap in use after a full GC there: ${mb(resume.heapLive as number)}; peak RSS during the resume: ${mb(resume.peakRss as number)}; under tsx: ${mb(tsxResume.rssLive as number)})`,
     '',
     `bench time ${fmt((performance.now() - benchStart) / 1000, 1)} s${KEEP ? `; files kept in ${root}` : ''}`,
   ]

@@ -11,6 +11,7 @@ import { JsonStore } from '../adapters/json-store.ts'
 import type { HistoryEntry, LoopRecord } from '../adapters/snapshot-store.ts'
 import type { ControlEvent, LoopOutput } from '../machines/loop.types.ts'
 import type { LoopOptions } from '../services/config.ts'
+import { packagePath } from '../services/paths.ts'
 import { lockOwner, sendCommand } from '../services/control.ts'
 import type { Engine, LoopHandle, LoopTaskSpec } from '../services/engine.ts'
 import { detailOf, viewOf, type LoopDetail, type LoopView } from '../services/views.ts'
@@ -586,7 +587,7 @@ async function cleanCommand(name: string, opts: { data?: string }): Promise<numb
 // ---------------------------------------------------------------- program
 
 function buildProgram(setExit: (code: number) => void): Command {
-  const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+  const version = (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string })
     .version
   const program = new Command('loopstate')
   program

@@ -5,15 +5,15 @@
 import { mkdtemp, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { ProviderFactory } from '../adapters/model-provider.ts'
 import { createEngine, type LoopHandle } from '../services/engine.ts'
+import { packagePath } from '../services/paths.ts'
 import { closeWithEngine, inspectorFor } from './inspector-flag.ts'
 import type { LoopView } from '../services/views.ts'
 import { showProgress, stopOnSignals, type Progress } from './follow.ts'
 import { oneLine, plural, resultTable, shortPath } from './format.ts'
 
-const DEMO_DIR = fileURLToPath(new URL('./demo/', import.meta.url))
+const DEMO_DIR = packagePath('scripts', 'demo')
 const scripted = (file: string) => `scripted:${join(DEMO_DIR, file)}`
 
 interface DemoLoop {

@@ -402,7 +402,15 @@ export class Engine {
     for (const model of new Set([...context.config.models, ...context.config.auditorModels])) {
       this.provider(record.name, model)
     }
-    const loop = this.track(record.name, record.createdAt, { snapshot }, true)
+    // Restored without its invoked children (the session, a commit): XState would start
+    // them again from their input, and `loop.restored`, sent right after the start,
+    // re-enters `running`, which stops them and invokes fresh ones (paused and queued
+    // loops have none). Left out, they are not started twice.
+    // The context is copied with a spread: V8 keeps an object from JSON.parse with this
+    // many keys in dictionary mode, and so would every context XState's `assign` copies
+    // from it (Object.assign), for the rest of the loop; a spread copy has a fast shape.
+    const restored = { ...snapshot, children: {}, context: { ...context } }
+    const loop = this.track(record.name, record.createdAt, { snapshot: restored }, true)
     loop.record = record
     loop.lastState = stateString(snapshot.value)
     // A git loop's worktree may have been deleted meanwhile: check it out again, or end the loop.
@@ -506,12 +514,12 @@ export class Engine {
   private onSnapshot(loop: LiveLoop, eventType: string): void {
     const actorSnapshot = loop.actor.getSnapshot()
     const final = actorSnapshot.status === 'done'
-    const snapshot = loop.actor.getPersistedSnapshot() as PersistedLoop
-    const state = stateString(snapshot.value)
-    if (snapshot.context === loop.lastContext && state === loop.lastState && !final) return
+    const state = stateString(actorSnapshot.value)
+    if (actorSnapshot.context === loop.lastContext && state === loop.lastState && !final) return
     const from = loop.lastState
-    loop.lastContext = snapshot.context
+    loop.lastContext = actorSnapshot.context
     loop.lastState = state
+    const snapshot = loop.actor.getPersistedSnapshot() as PersistedLoop
     loop.record = recordOf(snapshot, loop.createdAt)
     const written = this.write(loop)
     if (state !== from || eventType === 'loop.restored') this.logTransition(loop, eventType, from, state, snapshot)

@@ -35,6 +35,13 @@ function sessionStart(context: LoopContext, input: SessionInput): { start: Sessi
   return { start: { kind: 'fresh', system: prompt.system, user: prompt.user }, delivered: prompt.delivered }
 }
 
+/**
+ * The abort reason of a stopped session (the phase ended, pause, shutdown): one shared
+ * AbortError, since `abort()` without a reason builds a new DOMException with a stack
+ * trace for every session that ends.
+ */
+const STOPPED = new DOMException('the loop stopped this session', 'AbortError')
+
 export function createSessionLogic(deps: LoopServiceDeps) {
   return fromCallback<SessionCommand, SessionInput>(({ input, sendBack, receive }) => {
     const controller = new AbortController()
@@ -43,14 +50,6 @@ export function createSessionLogic(deps: LoopServiceDeps) {
     const send = (event: LoopEvent) => {
       if (!controller.signal.aborted) sendBack(event)
     }
-    const findings = createFindingsLedger({
-      findings: context.findings,
-      nextId: context.nextFindingId,
-      section: auditSection(context),
-      audit: context.audits + 1,
-      onReport: (finding) => send({ type: 'session.finding.reported', finding }),
-      onResolve: (id) => send({ type: 'session.finding.resolved', id }),
-    })
     let session: ModelSession | null = null
     receive((command) => {
       if (command.type === 'session.nudge') session?.nudge()
@@ -60,6 +59,14 @@ export function createSessionLogic(deps: LoopServiceDeps) {
       if (controller.signal.aborted) return
       const { provider, model } = deps.provider(context.name, spec)
       const { start, delivered } = sessionStart(context, input)
+      const findings = createFindingsLedger({
+        findings: context.findings,
+        nextId: context.nextFindingId,
+        section: auditSection(context),
+        audit: context.audits + 1,
+        onReport: (finding) => send({ type: 'session.finding.reported', finding }),
+        onResolve: (id) => send({ type: 'session.finding.resolved', id }),
+      })
       session = new ModelSession({
         provider,
         model,
@@ -95,7 +102,7 @@ export function createSessionLogic(deps: LoopServiceDeps) {
           ...(session?.failedOnCall ? { call: { role, model: spec } } : {}),
         }),
       )
-    return () => controller.abort()
+    return () => controller.abort(STOPPED)
   })
 }
 

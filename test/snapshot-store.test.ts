@@ -24,7 +24,7 @@ snapshotStoreContract('json', async () => {
     reopen: async () => new JsonStore(dir),
     cleanup: () => rm(dir, { recursive: true, force: true }),
   }
-})
+}, { reopens: true })
 
 describe('JsonStore', () => {
   it('writes each loop to loops/<name>.json as plain JSON', async () => {
@@ -68,6 +68,24 @@ describe('JsonStore', () => {
     await store.put(makeRecord('broken'))
     expect(await readFile(aside, 'utf8')).toBe('{"schemaVersion": 1, "name": "bro')
     expect((await store.list()).map((r) => r.name).sort()).toEqual(['broken', 'good'])
+  })
+
+  it('lists hundreds of records (read in batches) with corrupt ones moved aside wherever they are', async () => {
+    const dir = await tempDir()
+    const problems: string[] = []
+    const store = new JsonStore(dir, { onProblem: (message) => problems.push(message) })
+    const names = Array.from({ length: 200 }, (_, i) => `loop-${String(i).padStart(3, '0')}`)
+    await Promise.all(
+      names.map((name, i) => store.put(makeRecord(name, { createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString() }))),
+    )
+    await store.flush()
+    // corrupt ones in the first, a middle and the last batch
+    const corrupt = ['loop-000', 'loop-100', 'loop-199']
+    for (const name of corrupt) await writeFile(join(dir, 'loops', `${name}.json`), '{"torn')
+    const listed = await store.list()
+    expect(listed.map((r) => r.name)).toEqual(names.filter((n) => !corrupt.includes(n)))
+    expect(problems.map((p) => p.split(': ')[1])).toEqual(corrupt.map((n) => join(dir, 'loops', `${n}.json`)))
+    expect((await readdir(join(dir, 'loops'))).filter((f) => f.includes('.quarantined-'))).toHaveLength(3)
   })
 
   it('refuses and moves aside a record of a newer or unknown schema version', async () => {

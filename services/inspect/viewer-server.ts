@@ -19,13 +19,13 @@ import { open, readdir, readFile, stat } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { WebSocket, WebSocketServer } from 'ws'
 import { migrateRecord } from '../../adapters/migrations.ts'
 import { SCHEMA_VERSION, type HistoryEntry, type LoopRecord } from '../../adapters/snapshot-store.ts'
 import { emptyUsage } from '../../machines/loop.machine.ts'
 import type { LoopContext } from '../../machines/loop.types.ts'
 import { lockOwner } from '../control.ts'
+import { packagePath } from '../paths.ts'
 import { detailOf, stateString, viewOf, type LoopDetail, type LoopView } from '../views.ts'
 import { serializeChart } from './chart.ts'
 import { sanitize } from './sanitize.ts'
@@ -154,7 +154,7 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
   const relays = new Set<WebSocket>()
   const relayReplay: string[] = []
   const model = new Model(dataDir, log)
-  const staticDir = fileURLToPath(new URL('./viewer/', import.meta.url))
+  const staticDir = packagePath('services', 'inspect', 'viewer')
   const chartJson = JSON.stringify(serializeChart())
 
   const http = createServer((req, res) => {

@@ -1,0 +1,131 @@
+/**
+ * The bundle (scripts/build.mjs → dist/) and the bin's choice between it and the
+ * sources (scripts/fresh-build.mjs). The end-to-end part builds into a directory of
+ * its own under test-artifacts/ (inside the package, as dist/ is) and runs that
+ * build's CLI with plain node: no tsx anywhere in the process.
+ */
+import { execFile, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+// @ts-expect-error plain JavaScript module without type declarations
+import { build } from '../scripts/build.mjs'
+// @ts-expect-error plain JavaScript module without type declarations
+import { staleReason } from '../scripts/fresh-build.mjs'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const stale = staleReason as (root: URL, env?: Record<string, string | undefined>) => string | null
+
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  onTestFinished(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+describe('staleReason (which CLI the bin runs)', () => {
+  /** A package root with two sources and a build of them made at `builtAtMs`. */
+  async function fakeRoot(builtAtMs: number) {
+    const dir = await tempDir('loopstate-fresh-')
+    await mkdir(join(dir, 'dist'))
+    await mkdir(join(dir, 'services'))
+    const old = new Date(builtAtMs - 60_000)
+    for (const file of ['services/engine.ts', 'package.json', 'package-lock.json']) {
+      await writeFile(join(dir, file), '{}')
+      await utimes(join(dir, file), old, old)
+    }
+    const info = { builtAtMs, node: process.version, sources: ['services/engine.ts', 'package.json', 'package-lock.json'] }
+    await writeFile(join(dir, 'dist', 'build-info.json'), JSON.stringify(info))
+    return { dir, url: pathToFileURL(`${dir}/`) }
+  }
+
+  it('runs the build while every source is older than it', async () => {
+    const { url } = await fakeRoot(Date.now())
+    expect(stale(url, {})).toBeNull()
+  })
+
+  it('runs the sources when there is no build', async () => {
+    const dir = await tempDir('loopstate-fresh-')
+    expect(stale(pathToFileURL(`${dir}/`), {})).toBe('no build (dist/build-info.json)')
+  })
+
+  it('runs the sources once a source is edited, deleted, or the lock file changes', async () => {
+    const { dir, url } = await fakeRoot(Date.now() - 10_000)
+    await writeFile(join(dir, 'services/engine.ts'), '// edited')
+    expect(stale(url, {})).toBe('services/engine.ts changed since the build')
+    await rm(join(dir, 'services/engine.ts'))
+    expect(stale(url, {})).toBe('services/engine.ts is gone')
+
+    const other = await fakeRoot(Date.now() - 10_000)
+    await writeFile(join(other.dir, 'package-lock.json'), '{"changed":true}')
+    expect(stale(other.url, {})).toBe('package-lock.json changed since the build')
+  })
+
+  it('runs the sources for another node version, or when LOOPSTATE_FROM_SOURCE is set', async () => {
+    const { dir, url } = await fakeRoot(Date.now())
+    expect(stale(url, { LOOPSTATE_FROM_SOURCE: '1' })).toBe('LOOPSTATE_FROM_SOURCE is set')
+    expect(stale(url, { LOOPSTATE_FROM_SOURCE: '0' })).toBeNull()
+    const info = JSON.parse(await readFile(join(dir, 'dist', 'build-info.json'), 'utf8')) as { node: string }
+    await writeFile(join(dir, 'dist', 'build-info.json'), JSON.stringify({ ...info, node: 'v1.0.0' }))
+    expect(stale(url, {})).toBe('built by node v1.0.0')
+  })
+})
+
+describe('the bundled CLI', () => {
+  const out = join(ROOT, 'test-artifacts', `build-${process.pid}`)
+  const cli = join(out, 'cli.js')
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
+
+  beforeAll(async () => {
+    const info = (await build({ outDir: out, quiet: true })) as { sources: string[] } | null
+    expect(info, 'esbuild is a devDependency: the build must run').not.toBeNull()
+    expect(info!.sources).toContain('services/engine.ts')
+    expect(info!.sources).toContain('scripts/cli.ts')
+    return () => rm(out, { recursive: true, force: true })
+  }, 60_000)
+
+  const run = (args: string[], cwd: string) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, [cli, ...args], { cwd, timeout: 60_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+      ),
+    )
+
+  it('loads without tsx and prints the package version', async () => {
+    const r = await run(['--version'], await tempDir('loopstate-bundle-'))
+    expect(r, r.stderr).toMatchObject({ code: 0, stdout: `${version}\n` })
+    const bundle = await readFile(cli, 'utf8')
+    expect(bundle).not.toMatch(/from ["']tsx/)
+  })
+
+  it('runs the demo from the bundled demo scenarios to the end', async () => {
+    const dir = await tempDir('loopstate-bundle-')
+    const r = await run(['demo', '--data', join(dir, 'data')], dir)
+    expect(r.code, r.stderr).toBe(0)
+    const records = await readdir(join(dir, 'data', 'loops'))
+    expect(records.sort()).toEqual(['a-tiny-string-toolkit.json', 'clamp-a-value-into-a-range.json', 'greet-the-user.json'])
+    for (const file of records) {
+      const record = JSON.parse(await readFile(join(dir, 'data', 'loops', file), 'utf8')) as { status: string }
+      expect(record.status, file).toBe('completed')
+    }
+  })
+
+  it('serves the viewer page from the package', async () => {
+    const dir = await tempDir('loopstate-bundle-')
+    const child = spawn(process.execPath, [cli, 'inspect', '--port', '0', '--data', join(dir, 'data')], { cwd: dir })
+    let stdout = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    const exit = new Promise<number | null>((r) => child.on('close', (code) => r(code)))
+    const deadline = Date.now() + 15_000
+    while (!/viewer at http:\/\/127\.0\.0\.1:\d+\//.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    const url = /viewer at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stdout)?.[1]
+    expect(url, stdout).toBeDefined()
+    const page = await fetch(url!)
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('loopstate')
+    child.kill('SIGINT')
+    expect(await exit).toBe(0)
+  })
+})
