@@ -15,18 +15,25 @@
 const importStarted = process.uptime()
 const mode = process.argv[2]
 
-/** Peak RSS sampled every `ms` (a busy event loop samples less often). */
+/**
+ * Peak RSS sampled every `ms` (a busy event loop samples less often), with what
+ * process.memoryUsage() said at that peak (V8 heap, external memory).
+ */
 function rssSampler(ms = 20) {
-  let peak = process.memoryUsage.rss()
-  const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage.rss())
-  }, ms)
+  let peak = process.memoryUsage()
+  const sample = () => {
+    const now = process.memoryUsage()
+    if (now.rss > peak.rss) peak = now
+    return peak.rss
+  }
+  const timer = setInterval(sample, ms)
   return {
-    sample: () => (peak = Math.max(peak, process.memoryUsage.rss())),
+    sample,
     stop: () => {
       clearInterval(timer)
-      return Math.max(peak, process.memoryUsage.rss())
+      return sample()
     },
+    atPeak: () => ({ heapTotal: peak.heapTotal, heapUsed: peak.heapUsed, external: peak.external, arrayBuffers: peak.arrayBuffers }),
   }
 }
 
@@ -288,6 +295,7 @@ async function workload(kind: 'bare' | 'durable', config: WorkloadConfig): Promi
     stored,
     rssBefore,
     peakRss,
+    atPeak: rss.atPeak(),
   })
 }
 

@@ -413,6 +413,8 @@ export class Engine {
     const loop = this.track(record.name, record.createdAt, { snapshot: restored }, true)
     loop.record = record
     loop.lastState = stateString(snapshot.value)
+    // The actor's first snapshot is the record as saved: not written again (loop.restored's is).
+    loop.lastContext = restored.context
     // A git loop's worktree may have been deleted meanwhile: check it out again, or end the loop.
     const git = context.git ?? null
     if (git !== null) {
@@ -668,7 +670,10 @@ function checkpointWall(snapshot: PersistedLoop): PersistedLoop {
 
 /** `running.coding.watching` → `running.coding`; `paused` → `paused`. */
 function phaseState(state: string): string {
-  return state.split('.').slice(0, 2).join('.')
+  const first = state.indexOf('.')
+  if (first < 0) return state
+  const second = state.indexOf('.', first + 1)
+  return second < 0 ? state : state.slice(0, second)
 }
 
 async function readTask(spec: LoopTaskSpec): Promise<Pick<LoopInput, 'task' | 'sections'>> {

@@ -42,6 +42,38 @@ function sessionStart(context: LoopContext, input: SessionInput): { start: Sessi
  */
 const STOPPED = new DOMException('the loop stopped this session', 'AbortError')
 
+/** At most one `session.activity` per this long (or a twentieth of the stall timeout, if shorter). */
+export const ACTIVITY_INTERVAL_MS = 1000
+
+/**
+ * Activity for the watchdog, coalesced: the first one after a quiet spell goes out at
+ * once, later ones within `intervalMs` as one at the end of it. Each one that goes out
+ * re-arms the stall deadline (a state change, saved), so a model streaming 50 tokens a
+ * second would otherwise cost 50 snapshots a second. A stall is still never reported
+ * early; at most `intervalMs` late (a twentieth of the stall timeout).
+ */
+export function coalescedActivity(emit: () => void, intervalMs: number) {
+  let last = -Infinity
+  let trailing: NodeJS.Timeout | null = null
+  const fire = () => {
+    trailing = null
+    last = Date.now()
+    emit()
+  }
+  return {
+    activity(): void {
+      if (trailing !== null) return // one is already due at the end of this interval
+      const wait = last + intervalMs - Date.now()
+      if (wait <= 0) fire()
+      else trailing = setTimeout(fire, wait)
+    },
+    stop(): void {
+      if (trailing !== null) clearTimeout(trailing)
+      trailing = null
+    },
+  }
+}
+
 export function createSessionLogic(deps: LoopServiceDeps) {
   return fromCallback<SessionCommand, SessionInput>(({ input, sendBack, receive }) => {
     const controller = new AbortController()
@@ -51,6 +83,10 @@ export function createSessionLogic(deps: LoopServiceDeps) {
       if (!controller.signal.aborted) sendBack(event)
     }
     let session: ModelSession | null = null
+    const activity = coalescedActivity(
+      () => send({ type: 'session.activity' }),
+      Math.max(1, Math.min(ACTIVITY_INTERVAL_MS, Math.floor(context.config.stallTimeoutMs / 20))),
+    )
     receive((command) => {
       if (command.type === 'session.nudge') session?.nudge()
     })
@@ -80,7 +116,7 @@ export function createSessionLogic(deps: LoopServiceDeps) {
         durable: deps.durable && (() => deps.durable!(context.name)),
         observer: {
           started: (messages) => send({ type: 'session.started', messages, delivered }),
-          activity: () => send({ type: 'session.activity' }),
+          activity: () => activity.activity(),
           turn: (usage, message) => send({ type: 'session.turn', role, model: spec, ...usage, message }),
           toolStarted: (callId) => send({ type: 'session.tool.started', callId }),
           toolFinished: (callId, name, content) => send({ type: 'session.tool.finished', callId, name, content }),
@@ -102,7 +138,10 @@ export function createSessionLogic(deps: LoopServiceDeps) {
           ...(session?.failedOnCall ? { call: { role, model: spec } } : {}),
         }),
       )
-    return () => controller.abort(STOPPED)
+    return () => {
+      activity.stop()
+      controller.abort(STOPPED)
+    }
   })
 }
 

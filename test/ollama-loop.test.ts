@@ -116,6 +116,59 @@ describe('ollama loop', () => {
     expect(nudged!.body.messages.map((m: { role: string }) => m.role)).toEqual(['system', 'user', 'user'])
   })
 
+  it('keeps a slow stream that takes longer than the stall timeout alive, with one state change per activity interval at most', async () => {
+    const events: number[] = []
+    server = await startOllamaServer({
+      models: {
+        [MODEL]: {
+          scenario: {
+            coder: [text('one two three four five six seven eight nine ten eleven twelve', 10, 2)],
+            auditor: [text('Clean.', 10, 2)],
+          },
+        },
+      },
+    })
+    engine = await createEngine({
+      store: new MemoryStore(),
+      providers: { ollama: ollamaFactory({ host: server.host }) },
+      inspect: (e) => {
+        if (e.type === '@xstate.event' && e.event.type === 'session.activity' && e.actorRef.sessionId === e.rootId) events.push(Date.now())
+      },
+    })
+    // 120 ms before each of the 5 lines of a reply: ~600 ms per call, twice the stall timeout
+    server.fault({ kind: 'slow', delayMs: 120 })
+    const handle = await engine.start({ plan: PLAN }, { models: [`ollama:${MODEL}`], workspace, stallTimeoutMs: 300, ...quickRetries })
+    const output = await handle.done
+    expect(output).toMatchObject({ status: 'completed', reason: 'completed' })
+    expect(server.chats().map((c) => c.outcome)).toEqual(['fault:slow', 'fault:slow']) // no nudge, no re-ask
+    expect(server.chats().every((c) => !c.closedEarly)).toBe(true)
+    // the stall timeout of 300 ms gives an activity interval of 15 ms: chunks 120 ms apart each count
+    expect(events.length).toBeGreaterThanOrEqual(6)
+    const gaps = events.slice(1).map((t, i) => t - events[i]!)
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(14)
+  })
+
+  it('coalesces activity that comes faster than the interval', async () => {
+    const events: number[] = []
+    server = await startOllamaServer({
+      models: { [MODEL]: { scenario: { coder: [text('one two three four five six seven eight', 10, 2)], auditor: [text('Clean.', 10, 2)] } } },
+    })
+    engine = await createEngine({
+      store: new MemoryStore(),
+      providers: { ollama: ollamaFactory({ host: server.host }) },
+      inspect: (e) => {
+        if (e.type === '@xstate.event' && e.event.type === 'session.activity' && e.actorRef.sessionId === e.rootId) events.push(Date.now())
+      },
+    })
+    // chunks 10 ms apart, the activity interval a second (stall timeout 60 s): ~1 event per call, not 5
+    server.fault({ kind: 'slow', delayMs: 10 })
+    const handle = await engine.start({ plan: PLAN }, { models: [`ollama:${MODEL}`], workspace, ...quickRetries })
+    expect(await handle.done).toMatchObject({ status: 'completed', reason: 'completed' })
+    expect(server.chats().reduce((n, c) => n + c.chunks, 0)).toBeGreaterThanOrEqual(6)
+    expect(events.length).toBeGreaterThanOrEqual(2) // the first chunk of each call
+    expect(events.length).toBeLessThanOrEqual(4)
+  })
+
   it('ends with provider_fatal and the pull hint when the model is not on the server', async () => {
     const { server, engine } = await engineOn({ models: { [MODEL]: { scenario: {} } } })
     const handle = await engine.start({ plan: PLAN }, { models: ['ollama:llama9:70b'], workspace, ...quickRetries })
