@@ -195,7 +195,10 @@ async function main(): Promise<void> {
   console.log(`store on: ${machine.tmp}`)
   console.log(`workload: ${LOOPS} concurrent loops × 3 code→audit iterations on the scripted instant model (no delays)`)
 
-  progress('bundling the bench child and the engine (esbuild, as `npm run build` bundles the CLI)')
+  progress('npm run build (dist/, what the loopstate bin runs) and a bundle of the bench child and the engine')
+  // @ts-expect-error plain JavaScript module without type declarations
+  const { build } = (await import('./build.mjs')) as { build: (o: { quiet: boolean }) => Promise<unknown> }
+  if (!(await build({ quiet: true }))) throw new Error('bench: esbuild is not installed (npm ci installs it)')
   bundledChild = await bundleChild(join(root, 'bundle'))
 
   const scenarioFile = join(root, 'instant.json')
@@ -283,6 +286,17 @@ async function main(): Promise<void> {
   for (let i = 0; i < 3; i++) tsxResumes.push(await child(['resume', resumeDir, String(LOOPS)], ['--expose-gc'], 'tsx'))
   const tsxResume = byMedian(tsxResumes, 'readyMs')
   console.log(`      under tsx: all running at ${tsxResumes.map((r) => `${fmt(r.readyMs as number)}${r.running ? '' : ' (NOT all running!)'}`).join(', ')} ms; RSS ${mb(tsxResume.rssLive as number)}`)
+  // The same through the CLI as a user types it: `loopstate resume --all` (the bin runs dist/cli.js),
+  // timed from the spawn to its "resuming N unfinished loops" line (printed once resumeAll has
+  // restored and started them all), then stopped with Ctrl-C (SIGINT), which saves every loop.
+  const cliResumes: { readyMs: number; stopMs: number; code: number | null }[] = []
+  for (let i = 0; i < 3; i++) {
+    const copy = join(root, `cli-resume-${i}`)
+    await cp(resumeDir, copy, { recursive: true })
+    sync()
+    cliResumes.push(await cliResume(copy))
+  }
+  console.log(`      loopstate resume --all --max-concurrent ${LOOPS}: "resuming ${LOOPS} unfinished loops" at ${cliResumes.map((r) => fmt(r.readyMs)).join(', ')} ms after the spawn; Ctrl-C: exit ${cliResumes.map((r) => `${r.code} in ${fmt(r.stopMs)} ms`).join(', ')}`)
   const bareResumes: ChildResult[] = []
   for (let i = 0; i < 3; i++) bareResumes.push(await child(['resume-bare', resumeDir, String(LOOPS)]))
   const bareResume = byMedian(bareResumes, 'readyMs')
@@ -345,6 +359,7 @@ async function main(): Promise<void> {
     '',
     `3. resume ${LOOPS} unfinished loops: all restored and running ${fmt(resumeMs)} ms after process start (median of 3)   target < 1000 ms  ${verdict(resumeMs < 1000)}`,
     `   (bundled, as the loopstate bin runs; under tsx, from the sources: ${fmt(tsxResume.readyMs as number)} ms)`,
+    `   the loopstate CLI (\`resume --all --max-concurrent ${LOOPS}\`, spawn to its "resuming" line): ${fmt(median(cliResumes.map((r) => r.readyMs)))} ms (median of 3); Ctrl-C then saved all and exited in ${fmt(Math.max(...cliResumes.map((r) => r.stopMs)))} ms at most (limit 2,000 ms)`,
     `   module loading (node + the bundled engine): ${fmt(resume.importedMs as number)} ms of it; an import-only child: ${fmt(importMs)} ms bundled, ${fmt(median(importsTsx))} ms under tsx (medians of 3)`,
     `   createEngine (resume: list, lock checks, restore, locks, start): ${fmt((resume.engineReturnedMs as number) - (resume.importedMs as number))} ms; runs: ${resumes.map((r) => fmt(r.readyMs as number)).join(', ')} ms`,
     `   bare, for comparison (read the same files, createActor({ snapshot }), start, loop.restored; no engine): all running at ${fmt(bareResume.readyMs as number)} ms,`,
@@ -363,6 +378,38 @@ async function main(): Promise<void> {
   ]
   console.log(lines.join('\n'))
   if (!KEEP) await rm(root, { recursive: true, force: true })
+}
+
+/** `loopstate resume --all` on a data dir: ms to its "resuming" line, then SIGINT and ms to exit. */
+function cliResume(dataDir: string): Promise<{ readyMs: number; stopMs: number; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now()
+    const bin = join(ROOT, 'scripts', 'loopstate.js')
+    const p = spawn(process.execPath, [bin, 'resume', '--all', '--max-concurrent', String(LOOPS), '--data', dataDir], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let err = ''
+    let readyMs = -1
+    let stopAt = 0
+    const killer = setTimeout(() => p.kill('SIGKILL'), 60_000)
+    p.stdout.on('data', (d: Buffer) => {
+      out += d
+      if (readyMs < 0 && out.includes(`resuming ${LOOPS} unfinished loop`)) {
+        readyMs = performance.now() - t0
+        stopAt = performance.now()
+        p.kill('SIGINT')
+      }
+    })
+    p.stderr.on('data', (d: Buffer) => (err += d))
+    p.on('error', reject)
+    p.on('close', (code) => {
+      clearTimeout(killer)
+      if (readyMs < 0) reject(new Error(`loopstate resume --all exited ${code} before resuming:\n${err || out.slice(0, 2000)}`))
+      else resolve({ readyMs, stopMs: performance.now() - stopAt, code })
+    })
+  })
 }
 
 interface PersistRow {

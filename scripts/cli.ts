@@ -170,7 +170,10 @@ async function providersFor(flags: ProviderFlags & { ollama?: OllamaConfig }) {
 }
 
 /** An engine on `dataDir` that restores nothing by itself: each command picks the loops it drives. */
-async function openEngine(dataDir: string, flags: ProviderFlags & { ollama?: OllamaConfig } = {}): Promise<Engine> {
+async function openEngine(
+  dataDir: string,
+  flags: ProviderFlags & { ollama?: OllamaConfig; maxConcurrent?: number } = {},
+): Promise<Engine> {
   const providers = await providersFor(flags)
   // The engine (with zod and xstate) loads on demand: `list` and `status` start faster without it.
   const { createEngine } = await import('../services/engine.ts')
@@ -182,7 +185,14 @@ async function openEngine(dataDir: string, flags: ProviderFlags & { ollama?: Oll
     throw new CliError(message(e))
   }
   if (inspector) err(`streaming inspection events to ${inspector.url} (\`loopstate inspect\` shows them; so does stately.ai/inspect)`)
-  const engine = await createEngine({ dataDir, onProblem: (m) => err(m), resume: false, providers, inspect: inspector?.inspect })
+  const engine = await createEngine({
+    dataDir,
+    onProblem: (m) => err(m),
+    resume: false,
+    providers,
+    inspect: inspector?.inspect,
+    ...(flags.maxConcurrent !== undefined ? { maxConcurrentLoops: flags.maxConcurrent } : {}),
+  })
   return closeWithEngine(engine, inspector)
 }
 
@@ -385,7 +395,7 @@ const WORST_FIRST = ['errored', 'stalled', 'cancelled', 'completed'] as const
  * `resume` from another terminal carries one on here meanwhile); queued ones
  * start as slots free up.
  */
-async function resumeAllCommand(dataDir: string, flags: ProviderFlags): Promise<number> {
+async function resumeAllCommand(dataDir: string, flags: ProviderFlags & { maxConcurrent?: number }): Promise<number> {
   const engine = await openEngine(dataDir, flags)
   let handles: LoopHandle[] = []
   let progress: Progress | null = null
@@ -678,12 +688,14 @@ function buildProgram(setExit: (code: number) => void): Command {
     )
     .argument('[name]', 'loop name')
     .option('--all', 'restore every unfinished loop no process runs and drive them here (paused ones stay paused)')
+    .option('--max-concurrent <n>', 'with --all: loops run at once (default 3); the others wait as queued', positive)
     .option('--ollama-host <url>', ollamaHelp)
     .option('--inspect [url]', inspectHelp)
     .option('--data <dir>', dataHelp)
     .action(
-      act((name: string | undefined, opts: { all?: boolean; data?: string } & ProviderFlags) => {
+      act((name: string | undefined, opts: { all?: boolean; data?: string; maxConcurrent?: number } & ProviderFlags) => {
         if (name !== undefined && opts.all) throw new CliError('resume: give a loop name or --all, not both')
+        if (opts.maxConcurrent !== undefined && !opts.all) throw new CliError('resume: --max-concurrent goes with --all')
         if (opts.all) return resumeAllCommand(dataDirOf(opts), opts)
         if (name === undefined) throw new CliError('resume: a loop name or --all is required')
         return controlCommand('resume', name, opts)

@@ -253,7 +253,8 @@ describe.concurrent('loopstate CLI', () => {
       /^loopstate: data\/ holds 2 unfinished loops \((a, b|b, a)\) that no process runs; `loopstate resume --all --data data` carries them on\n$/,
     )
 
-    const resumed = await s.cli(['resume', '--all', '--data', s.data], 30_000)
+    // one at a time: the other is restored queued and starts when the first has ended
+    const resumed = await s.cli(['resume', '--all', '--max-concurrent', '1', '--data', s.data], 30_000)
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stdout).toContain('resuming 2 unfinished loops of data/:')
     expect(resumed.stdout).toMatch(/^LOOP +STATUS +REASON +ITERATIONS +TOKENS +TIME$/m)
@@ -324,6 +325,8 @@ describe.concurrent('loopstate CLI', () => {
     ['an unknown command', (s) => ['frobnicate', '--data', s.data], /unknown command 'frobnicate'/],
     ['an unknown loop', (s) => ['status', 'nope', '--data', s.data], /no loop named 'nope'/],
     ['resume without a name or --all', (s) => ['resume', '--data', s.data], /resume: a loop name or --all is required/],
+    ['--max-concurrent without --all', (s) => ['resume', 'a', '--max-concurrent', '2', '--data', s.data], /resume: --max-concurrent goes with --all/],
+    ['--max-concurrent 0', (s) => ['resume', '--all', '--max-concurrent', '0', '--data', s.data], /--max-concurrent.*'0' is invalid/],
     ['the history of an unknown loop', (s) => ['history', 'nope', '--json', '--data', s.data], /no loop named 'nope'/],
     ['a fork of an unknown loop', (s) => ['fork', 'nope', '--at', '2', '--data', s.data], /no loop named 'nope'/],
   ]
