@@ -29,6 +29,7 @@ import {
   contextOf,
   detailOf,
   recordOf,
+  savedSnapshot,
   stateString,
   viewOf,
   type LoopDetail,
@@ -207,7 +208,7 @@ export class Engine {
       const input: LoopInput = { name, ...parsed, workspace, config, git }
       const loop = this.track(name, new Date().toISOString(), { input }, false)
       const queued = this.running >= this.maxConcurrent
-      loop.record = recordOf(loop.actor.getPersistedSnapshot() as PersistedLoop, loop.createdAt, queued)
+      loop.record = recordOf(savedSnapshot(loop.actor), loop.createdAt, queued)
       await this.store.put(loop.record)
       if (queued) this.queue.push(loop)
       else await this.launch(loop)
@@ -380,7 +381,7 @@ export class Engine {
       loop.unsubscribe?.()
       loop.unsubscribe = null
       if (loop.started) {
-        loop.record = recordOf(checkpointWall(loop.actor.getPersistedSnapshot() as PersistedLoop), loop.createdAt)
+        loop.record = recordOf(checkpointWall(savedSnapshot(loop.actor)), loop.createdAt)
         void this.write(loop)
         loop.actor.stop()
       }
@@ -521,7 +522,7 @@ export class Engine {
     const from = loop.lastState
     loop.lastContext = actorSnapshot.context
     loop.lastState = state
-    const snapshot = loop.actor.getPersistedSnapshot() as PersistedLoop
+    const snapshot = savedSnapshot(loop.actor)
     loop.record = recordOf(snapshot, loop.createdAt)
     const written = this.write(loop)
     if (state !== from || eventType === 'loop.restored') this.logTransition(loop, eventType, from, state, snapshot)

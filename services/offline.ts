@@ -7,7 +7,7 @@ import { createActor, fromCallback, type AnyStateMachine, type Snapshot } from '
 import type { LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
 import type { ControlEvent, SessionCommand, SessionInput } from '../machines/loop.types.ts'
-import { recordOf, type PersistedLoop } from './views.ts'
+import { recordOf, savedSnapshot, type PersistedLoop } from './views.ts'
 
 export class OfflineError extends Error {
   override readonly name = 'OfflineError'
@@ -40,9 +40,9 @@ export async function applyOffline(store: SnapshotStore, name: string, event: Co
   let snapshot: PersistedLoop
   try {
     actor.start()
-    const before = actor.getPersistedSnapshot()
+    const before = savedSnapshot(actor)
     actor.send(event)
-    snapshot = actor.getPersistedSnapshot() as PersistedLoop
+    snapshot = savedSnapshot(actor)
     if (failure !== null) throw failure
     if (JSON.stringify(snapshot) === JSON.stringify(before)) return record
   } finally {

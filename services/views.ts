@@ -14,6 +14,19 @@ import type {
 /** The persisted snapshot of a loop actor (what `getPersistedSnapshot()` returns). */
 export type PersistedLoop = Snapshot<unknown> & { value: unknown; context: LoopContext }
 
+/**
+ * A loop actor's persisted snapshot as it is saved: without its invoked children (the
+ * session, a commit). A restore never uses them: `loop.restored` re-enters `running`,
+ * which invokes fresh ones from the current context (services/engine.ts). XState
+ * saves each child's input, a copy of the whole context at the time it was invoked:
+ * about half of every record, written on every state change.
+ */
+export function savedSnapshot(actor: { getPersistedSnapshot(): Snapshot<unknown> }): PersistedLoop {
+  const saved: PersistedLoop & { children?: unknown } = { ...(actor.getPersistedSnapshot() as PersistedLoop) }
+  saved.children = {}
+  return saved
+}
+
 /** One loop in `list --json` (stable: fields are only ever added). */
 export interface LoopView {
   name: string

@@ -157,9 +157,17 @@ describe('engine', () => {
     const record = JSON.parse(await readFile(join(dataDir, 'loops', `${h.name}.json`), 'utf8'))
     expect(record).toMatchObject({ name: 'wait-forever', status: 'running', reason: null, phase: 'coding' })
     expect(record.snapshot.value).toEqual({ running: { coding: 'watching' } })
+    // saved without the session child (and the copy of the context that is its input): a restore invokes a fresh one
+    expect(record.snapshot.children).toEqual({})
     expect(await readdir(join(dataDir, 'locks'))).toEqual([])
     const reopened = await new JsonStore(dataDir).list()
     expect(reopened.map((r) => r.name)).toEqual(['wait-forever'])
+    // and it carries on from that record: a fresh session asks the cut call again (now answered) and the loop ends
+    await writeFile(s, JSON.stringify({ coder: [text('waited')], auditor: [text('ok')] }))
+    engine = await createEngine({ dataDir })
+    const again = engine.handle('wait-forever')
+    expect(again, 'restored by createEngine').toBeDefined()
+    expect(await again!.done).toMatchObject({ status: 'completed', reason: 'completed', iteration: 1 })
   })
 
   it('keeps one lock file per engine process, listing the loops it runs', async () => {
