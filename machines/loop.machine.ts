@@ -81,6 +81,19 @@ const bump = (calls: Record<string, number>, role: Role, model: string) => {
   return { ...calls, [key]: (calls[key] ?? 0) + 1 }
 }
 
+/**
+ * The coder's reply at the end of its session: the inbox messages its prompt delivered
+ * are consumed, the note is cleared, the reply is kept and the loop moves on to `next`.
+ */
+function takeCoderReply(next: 'auditing' | 'finalAuditing') {
+  return assign<LoopContext, LoopEvent, undefined, LoopEvent, never>({
+    inbox: ({ context, event }) => (event.type === 'session.done' ? context.inbox.slice(event.delivered) : context.inbox),
+    note: null,
+    lastCoderReply: ({ context, event }) => (event.type === 'session.done' ? event.text : context.lastCoderReply),
+    phase: next,
+  })
+}
+
 /** Is the loop in a session phase (not backing off) — was a session running when it was saved? */
 const inSession = (context: LoopContext) => context.retryDeadline === null && context.stallDeadline !== null
 
@@ -241,8 +254,6 @@ export const loopMachine = setup({
       wallMs: ({ context, event }) => (event.type === 'loop.restored' ? context.wallMs : wallNow(context)),
       runningSince: null,
     }),
-    /** Brings wallMs up to date so that a crash loses little running time. */
-    tickWall: assign({ wallMs: ({ context }) => wallNow(context), runningSince: () => Date.now() }),
     armStall: assign({ stallDeadline: ({ context }) => Date.now() + context.config.stallTimeoutMs }),
     /** A new session's watchdog; a restored one keeps its saved deadline. */
     armStallIfUnset: assign({
@@ -318,7 +329,19 @@ export const loopMachine = setup({
           ? { ...context.journal, messages: event.messages, notes: [...(context.journal.notes ?? []), event.note] }
           : context.journal,
     }),
-    endJournal: assign({ journal: null }),
+    /**
+     * A session ended: its journal and its watchdog go, and wallMs is brought up to date
+     * (so that a crash loses little running time). One assign: XState copies the whole
+     * context for each.
+     */
+    endSession: assign({
+      journal: null,
+      stallDeadline: null,
+      wallMs: ({ context }) => wallNow(context),
+      runningSince: () => Date.now(),
+    }),
+    /** A session failed: its watchdog goes, and wallMs is brought up to date. */
+    stopSession: assign({ stallDeadline: null, wallMs: ({ context }) => wallNow(context), runningSince: () => Date.now() }),
     planSectionCommit: assign({
       pendingCommit: ({ context }) => {
         const i = context.sectionIndex
@@ -396,14 +419,12 @@ export const loopMachine = setup({
       inbox: ({ context, event }) => (event.type === 'session.done' ? context.inbox.slice(event.delivered) : context.inbox),
       note: null,
     }),
-    recordCoderReply: assign({
-      lastCoderReply: ({ context, event }) => (event.type === 'session.done' ? event.text : context.lastCoderReply),
-    }),
     recordAudit: assign(({ context, event }) =>
       event.type === 'session.done' ? judgeAudit(context, event.text) : {},
     ),
-    enterAuditing: assign({ phase: 'auditing' }),
     enterFinalAuditing: assign({ phase: 'finalAuditing' }),
+    takeCoderReply: takeCoderReply('auditing'),
+    takeFixReply: takeCoderReply('finalAuditing'),
     completeSection: assign({
       sectionStates: ({ context }) => {
         const summary = context.lastAudit ? parseSummary(context.lastAudit.text)?.raw ?? null : null
@@ -514,10 +535,7 @@ export const loopMachine = setup({
             { target: 'coding' },
           ],
         },
-        coding: sessionState('coder', {
-          target: 'auditing',
-          actions: ['consumeDelivered', 'recordCoderReply', 'enterAuditing'],
-        }),
+        coding: sessionState('coder', { target: 'auditing', actions: ['takeCoderReply'] }),
         auditing: sessionState('auditor', { target: 'judgingAudit', actions: ['consumeDelivered', 'recordAudit'] }),
         judgingAudit: {
           always: [
@@ -560,10 +578,7 @@ export const loopMachine = setup({
             { target: 'finalAuditFix', actions: 'startRework' },
           ],
         },
-        finalAuditFix: sessionState('coder', {
-          target: 'finalAuditing',
-          actions: ['consumeDelivered', 'recordCoderReply', 'enterFinalAuditing'],
-        }),
+        finalAuditFix: sessionState('coder', { target: 'finalAuditing', actions: ['takeFixReply'] }),
         /** A model session failed: give up, or back off and retry (maybe on the next model). */
         failed: {
           always: [
@@ -618,15 +633,7 @@ export const loopMachine = setup({
   },
 })
 
-type PhaseEndAction =
-  | 'consumeDelivered'
-  | 'recordCoderReply'
-  | 'enterAuditing'
-  | 'enterFinalAuditing'
-  | 'recordAudit'
-  | 'endJournal'
-  | 'clearStall'
-  | 'tickWall'
+type PhaseEndAction = 'takeCoderReply' | 'takeFixReply' | 'consumeDelivered' | 'recordAudit'
 
 /**
  * A phase that runs one session with a watchdog child: activity re-enters
@@ -665,8 +672,8 @@ function sessionState(
       },
     },
     on: {
-      'session.done': { target: onDone.target, actions: [...onDone.actions, 'endJournal', 'clearStall', 'tickWall'] },
-      'session.failed': { target: 'failed', actions: ['recordFailure', 'clearStall', 'tickWall'] },
+      'session.done': { target: onDone.target, actions: [...onDone.actions, 'endSession'] },
+      'session.failed': { target: 'failed', actions: ['recordFailure', 'stopSession'] },
     },
   } as const
 }
