@@ -4,14 +4,16 @@
  * each model call of a role consumes that role's next entry.
  */
 import { readFile } from 'node:fs/promises'
-import { z } from 'zod'
+import * as z from 'zod/mini'
+import type { ZodIssue } from './zod.ts'
+import './zod.ts'
 
 const usageSchema = z.strictObject({
-  input: z.number().int().nonnegative(),
-  output: z.number().int().nonnegative(),
+  input: z.int().check(z.nonnegative()),
+  output: z.int().check(z.nonnegative()),
 })
 
-const delayMs = z.number().int().nonnegative().optional()
+const delayMs = z.optional(z.int().check(z.nonnegative()))
 
 /** Failures an `error` entry can simulate, with whether retrying can help and a default message. */
 export const SCENARIO_ERRORS = {
@@ -31,29 +33,29 @@ const errorCodes = Object.keys(SCENARIO_ERRORS) as [ScenarioErrorCode, ...Scenar
 /** One scripted model answer. */
 export const entrySchema = z.discriminatedUnion('type', [
   // the assistant answers with text and no tool call
-  z.strictObject({ type: z.literal('text'), text: z.string(), delayMs, usage: usageSchema.optional() }),
+  z.strictObject({ type: z.literal('text'), text: z.string(), delayMs, usage: z.optional(usageSchema) }),
   // the assistant asks for tool calls (optionally with some text)
   z.strictObject({
     type: z.literal('tool_calls'),
     calls: z
-      .array(z.strictObject({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()) }))
-      .min(1),
-    text: z.string().optional(),
+      .array(z.strictObject({ name: z.string().check(z.minLength(1)), arguments: z.record(z.string(), z.unknown()) }))
+      .check(z.minLength(1)),
+    text: z.optional(z.string()),
     delayMs,
-    usage: usageSchema.optional(),
+    usage: z.optional(usageSchema),
   }),
   // the call fails (after delayMs)
-  z.strictObject({ type: z.literal('error'), error: z.enum(errorCodes), message: z.string().optional(), delayMs }),
+  z.strictObject({ type: z.literal('error'), error: z.enum(errorCodes), message: z.optional(z.string()), delayMs }),
   // the call never answers; only its AbortSignal ends it
   z.strictObject({ type: z.literal('hang') }),
 ])
 
 /** The content of a scenario file. */
 export const scenarioFileSchema = z.strictObject({
-  coder: z.array(entrySchema).default([]),
-  auditor: z.array(entrySchema).default([]),
+  coder: z._default(z.array(entrySchema), []),
+  auditor: z._default(z.array(entrySchema), []),
   /** The model's context window in tokens, as a real provider would report it (for compaction). */
-  contextLength: z.number().int().positive().optional(),
+  contextLength: z.optional(z.int().check(z.positive())),
 })
 
 export type ScenarioEntry = z.infer<typeof entrySchema>
@@ -117,7 +119,7 @@ function formatPath(path: PropertyKey[]): string {
     .join('')
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+function describeIssue(issue: ZodIssue): string {
   switch (issue.code) {
     case 'invalid_union':
       if ('options' in issue && Array.isArray(issue.options)) return `expected one of ${issue.options.join('|')}`

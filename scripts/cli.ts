@@ -116,15 +116,15 @@ async function readConfigFile(file: string): Promise<{ loop: Partial<LoopOptions
     throw new CliError(`config: ${file}: not valid JSON (${message(e)})`)
   }
   const { loopOptionsSchema } = await import('../services/config.ts')
-  const { z } = await import('zod')
-  const schema = loopOptionsSchema
-    .partial()
-    .extend({
-      ollama: z
-        .object({ host: z.string().min(1).optional(), numCtxCap: z.number().int().positive().optional() })
-        .strict()
-        .optional(),
-    })
+  const z = await import('zod/mini')
+  const schema = z.extend(z.partial(loopOptionsSchema), {
+    ollama: z.optional(
+      z.strictObject({
+        host: z.optional(z.string().check(z.minLength(1))),
+        numCtxCap: z.optional(z.int().check(z.positive())),
+      }),
+    ),
+  })
   const parsed = schema.safeParse(json)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!

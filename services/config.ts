@@ -1,43 +1,54 @@
-/** Loop options as users give them (API, CLI), validated with zod and completed with the defaults. */
-import { z } from 'zod'
+/** Loop options as users give them (API, CLI), validated with zod (mini) and completed with the defaults. */
+import * as z from 'zod/mini'
+import '../adapters/zod.ts'
 import { DEFAULT_CONFIG, type LoopConfig } from '../machines/loop.types.ts'
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError'
 }
 
-const modelSpec = z.string().regex(/^[a-z][a-z0-9+.-]*:.+$/, 'expected <scheme>:<model>, e.g. scripted:scenario.json')
-const count = z.number().int().min(0)
-const positive = z.number().int().min(1)
+const modelSpec = z.string().check(z.regex(/^[a-z][a-z0-9+.-]*:.+$/, 'expected <scheme>:<model>, e.g. scripted:scenario.json'))
+const count = z.int().check(z.minimum(0))
+const positive = z.int().check(z.minimum(1))
+const nonEmpty = <T extends z.ZodMiniType>(item: T) => z.array(item).check(z.minLength(1))
 
 /** Every field of LoopConfig, optional but `models`. */
-export const loopOptionsSchema = z
-  .object({
-    models: z.array(modelSpec).min(1),
-    auditorModels: z.array(modelSpec).min(1).optional(),
-    maxIterations: count.optional(),
-    maxSectionAttempts: count.optional(),
-    maxRetries: count.optional(),
-    failuresBeforeFallback: positive.optional(),
-    retryBackoff: z
-      .object({ baseMs: count.optional(), maxMs: count.optional(), jitter: z.number().min(0).max(1).optional() })
-      .strict()
-      .optional(),
-    stallTimeoutMs: positive.optional(),
-    maxConsecutiveStalls: positive.optional(),
-    maxTurnsPerSession: positive.optional(),
-    blockOn: z.array(z.enum(['bug', 'warning'])).optional(),
-    budget: z
-      .object({ maxTokens: positive.optional(), maxCostUsd: z.number().positive().optional(), maxWallMs: positive.optional() })
-      .strict()
-      .optional(),
-    prices: z.record(z.string(), z.object({ inputPer1k: z.number().min(0), outputPer1k: z.number().min(0) }).strict()).optional(),
-    runCommand: z
-      .object({ enabled: z.boolean().optional(), allow: z.array(z.string().min(1)).optional(), timeoutMs: positive.optional() })
-      .strict()
-      .optional(),
-  })
-  .strict()
+export const loopOptionsSchema = z.strictObject({
+  models: nonEmpty(modelSpec),
+  auditorModels: z.optional(nonEmpty(modelSpec)),
+  maxIterations: z.optional(count),
+  maxSectionAttempts: z.optional(count),
+  maxRetries: z.optional(count),
+  failuresBeforeFallback: z.optional(positive),
+  retryBackoff: z.optional(
+    z.strictObject({
+      baseMs: z.optional(count),
+      maxMs: z.optional(count),
+      jitter: z.optional(z.number().check(z.minimum(0), z.maximum(1))),
+    }),
+  ),
+  stallTimeoutMs: z.optional(positive),
+  maxConsecutiveStalls: z.optional(positive),
+  maxTurnsPerSession: z.optional(positive),
+  blockOn: z.optional(z.array(z.enum(['bug', 'warning']))),
+  budget: z.optional(
+    z.strictObject({
+      maxTokens: z.optional(positive),
+      maxCostUsd: z.optional(z.number().check(z.positive())),
+      maxWallMs: z.optional(positive),
+    }),
+  ),
+  prices: z.optional(
+    z.record(z.string(), z.strictObject({ inputPer1k: z.number().check(z.minimum(0)), outputPer1k: z.number().check(z.minimum(0)) })),
+  ),
+  runCommand: z.optional(
+    z.strictObject({
+      enabled: z.optional(z.boolean()),
+      allow: z.optional(z.array(z.string().check(z.minLength(1)))),
+      timeoutMs: z.optional(positive),
+    }),
+  ),
+})
 
 export type LoopOptions = z.input<typeof loopOptionsSchema>
 

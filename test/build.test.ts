@@ -112,6 +112,15 @@ describe('the bundled CLI', () => {
     }
   })
 
+  it("gives zod's English messages for bad input (zod/mini has none without its locale)", async () => {
+    const dir = await tempDir('loopstate-bundle-')
+    await writeFile(join(dir, 'plan.md'), '# Plan\n\nDo it.\n')
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ maxRetries: -1 }))
+    const r = await run(['run', 'plan.md', '--model', 'scripted:s.json', '--config', 'config.json', '--data', join(dir, 'data')], dir)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toBe('loopstate: config: config.json: maxRetries: Too small: expected number to be >=0\n')
+  })
+
   it('serves the viewer page from the package', async () => {
     const dir = await tempDir('loopstate-bundle-')
     const child = spawn(process.execPath, [cli, 'inspect', '--port', '0', '--data', join(dir, 'data')], { cwd: dir })
