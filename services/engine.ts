@@ -424,8 +424,11 @@ export class Engine {
         (err: unknown) => (err instanceof Error ? err.message : String(err)),
       )
     }
-    if (record.status === 'queued' || this.running >= this.maxConcurrent) this.queue.push(loop)
-    else await this.launch(loop)
+    if (record.status === 'queued' || this.running >= this.maxConcurrent) {
+      // Waits for a slot: its view says so (the saved record is left as it is until it runs).
+      if (record.status === 'running') loop.record = { ...record, status: 'queued' }
+      this.queue.push(loop)
+    } else await this.launch(loop)
     return loop.handle
   }
 

@@ -257,6 +257,10 @@ describe.concurrent('loopstate CLI', () => {
     const resumed = await s.cli(['resume', '--all', '--max-concurrent', '1', '--data', s.data], 30_000)
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stdout).toContain('resuming 2 unfinished loops of data/:')
+    // the older of the two (they were started at the same time) runs, the other waits
+    const listed = /^ {2}([ab]) {2}coding, iteration 1\n {2}([ab]) {2}queued$/m.exec(resumed.stdout)
+    expect(listed, resumed.stdout).not.toBeNull()
+    expect([listed![1], listed![2]].sort()).toEqual(['a', 'b'])
     expect(resumed.stdout).toMatch(/^LOOP +STATUS +REASON +ITERATIONS +TOKENS +TIME$/m)
     // the same result as c, an uninterrupted run of the same entries: the cut call was asked again, nothing ran twice
     const views = new Map((await listJson(s)).map((v) => [v.name, v]))
