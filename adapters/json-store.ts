@@ -31,7 +31,6 @@ const LIST_BATCH = 64
 /** Loop files; steno's temp files (`.<name>.json.tmp`) and anything else do not match. */
 const LOOP_FILE = /^([a-z0-9][a-z0-9-]{0,79})\.json$/
 
-
 /**
  * lowdb's `JSONFile` with compact JSON: `JSONFile` indents (`JSON.stringify(obj, null, 2)`),
  * which takes longer to write and ~40% more bytes for a record nobody reads by hand
