@@ -121,6 +121,27 @@ describe('the bundled CLI', () => {
     expect(r.stderr).toBe('loopstate: config: config.json: maxRetries: Too small: expected number to be >=0\n')
   })
 
+  it('gives plain Node scripts the engine API (dist/engine.js) that runs a loop to its end', async () => {
+    const dir = await tempDir('loopstate-bundle-')
+    await writeFile(join(dir, 's.json'), JSON.stringify({ coder: [{ type: 'text', text: 'done' }], auditor: [{ type: 'text', text: 'ok' }] }))
+    const script = [
+      `const { createEngine } = await import(${JSON.stringify(pathToFileURL(join(out, 'engine.js')).href)})`,
+      `const engine = await createEngine({ dataDir: 'data' })`,
+      `const loop = await engine.start({ goal: 'say done' }, { models: ['scripted:s.json'], workspace: '.' })`,
+      `const result = await loop.done`,
+      `await engine.close()`,
+      `console.log(JSON.stringify(result))`,
+    ].join('\n')
+    await writeFile(join(dir, 'script.mjs'), script)
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, ['script.mjs'], { cwd: dir, timeout: 60_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+      ),
+    )
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'say-done', status: 'completed', reason: 'completed', iteration: 1 })
+  })
+
   it('serves the viewer page from the package', async () => {
     const dir = await tempDir('loopstate-bundle-')
     const child = spawn(process.execPath, [cli, 'inspect', '--port', '0', '--data', join(dir, 'data')], { cwd: dir })
