@@ -3,7 +3,7 @@
  * every state change to the store (and the transition to the loop's history),
  * restores unfinished loops from their snapshots, and lets users talk to them.
  */
-import { cp, readFile, stat } from 'node:fs/promises'
+import { cp, readFile, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { createActor, type Actor, type InspectionEvent } from 'xstate'
 import { JsonStore } from '../adapters/json-store.ts'
@@ -11,12 +11,13 @@ import { parseModelSpec, type ModelProvider, type ProviderFactory } from '../ada
 import { scriptedFactory } from '../adapters/scripted-provider.ts'
 import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
-import type { ControlEvent, LoopInput, LoopOutput } from '../machines/loop.types.ts'
+import type { ControlEvent, GitWorkspace, LoopInput, LoopOutput } from '../machines/loop.types.ts'
 import { resolveConfig, type LoopOptions } from './config.ts'
 import { EngineLock, inboxNames, lockOwners, takeCommands } from './control.ts'
 import { goalTask, parsePlan, slugify } from './plan.ts'
 import {
   createWorktree,
+  discardWorktree,
   ensureWorktree,
   forkWorktree,
   pathExists,
@@ -298,19 +299,27 @@ export class Engine {
     }
     const source = at.snapshot as PersistedLoop
     const newName = await this.reserveName(options.name, `${name}-fork`)
+    // What this fork made, undone if it fails before it runs (nothing of the original is touched).
+    let madeCopy: string | null = null
+    let madeWorktree: GitWorkspace | null = null
     try {
+      // Its models must be available here before anything is copied (e.g. `ollama:` without the provider).
+      for (const model of new Set([...source.context.config.models, ...source.context.config.auditorModels])) {
+        this.provider(newName, model)
+      }
       const original = source.context.git ?? null
       let git = null
       let workspace: string
       if (original !== null && options.workspace === undefined) {
         // a git loop's fork gets its own worktree and branch, with the original's uncommitted files
-        git = await forkWorktree(original, newName)
+        git = madeWorktree = await forkWorktree(original, newName)
         workspace = workDir(git)
       } else {
         workspace = resolve(
           options.workspace ?? join(dirname(source.context.workspace), `${basename(source.context.workspace)}.${newName}`),
         )
         if (await pathExists(workspace)) throw new EngineError(`fork: workspace ${workspace} already exists`)
+        madeCopy = workspace
         await cp(source.context.workspace, workspace, { recursive: true, errorOnExist: true, force: false })
       }
       const snapshot: PersistedLoop = {
@@ -320,7 +329,13 @@ export class Engine {
       const now = new Date().toISOString()
       const record = recordOf(snapshot, now)
       await this.store.put(record)
+      madeCopy = madeWorktree = null // saved: from here on the fork is a loop of the store, resumable
       return await this.restore(record)
+    } catch (err) {
+      this.forgetProviders(newName)
+      if (madeCopy !== null) await rm(madeCopy, { recursive: true, force: true }).catch(() => {})
+      if (madeWorktree !== null) await discardWorktree(madeWorktree).catch(() => {})
+      throw err
     } finally {
       this.reserved.delete(newName)
     }

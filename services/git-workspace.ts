@@ -109,6 +109,12 @@ export async function removeWorktree(g: GitWorkspace): Promise<boolean> {
   return true
 }
 
+/** Removes a worktree this process just made and its branch (a fork that failed before it was saved). */
+export async function discardWorktree(g: GitWorkspace): Promise<void> {
+  await removeWorktree(g)
+  await git(g.repo, ['branch', '-D', g.branch])
+}
+
 /**
  * A fork's workspace: a new worktree on `loop/<new>` from the original branch's
  * head, with the original worktree's uncommitted files copied over.

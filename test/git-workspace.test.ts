@@ -162,4 +162,21 @@ describe('git workspaces', () => {
     expect(git(repo, 'worktree', 'list')).toContain(wt)
     expect(git(repo, 'status', '--porcelain')).toBe('')
   })
+
+  it('removes the worktree and branch of a fork that fails before it is saved', async () => {
+    const model = await scenario({ coder: [text('a')], auditor: [text('clean')] })
+    const e = await engine()
+    const h = await e.start({ goal: 'forkable' }, { models: [model], workspace: repo })
+    await h.done
+    const at = (await e.history(h.name)).find((x) => x.to === 'running.auditing.watching')!
+    const put = e.store.put.bind(e.store)
+    e.store.put = (record) => (record.name === 'forked' ? Promise.reject(new Error('disk full')) : put(record))
+    await expect(e.fork(h.name, { at: at.seq, name: 'forked' })).rejects.toThrow('disk full')
+    expect(existsSync(worktreePath(repo, 'forked'))).toBe(false)
+    expect(git(repo, 'branch', '--list', 'loop/forked')).toBe('')
+    expect(git(repo, 'worktree', 'list')).not.toContain(worktreePath(repo, 'forked'))
+    e.store.put = put
+    const fork = await e.fork(h.name, { at: at.seq, name: 'forked' })
+    expect(await fork.done).toMatchObject({ name: 'forked', status: 'completed' })
+  })
 })

@@ -5,6 +5,8 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createActor } from 'xstate'
 import { JsonStore } from '../adapters/json-store.ts'
+import { MemoryStore } from '../adapters/memory-store.ts'
+import { scriptedFactory } from '../adapters/scripted-provider.ts'
 import { SCHEMA_VERSION } from '../adapters/snapshot-store.ts'
 import { NUDGE_MESSAGE } from '../machines/loop.machine.ts'
 import { createEngine, type Engine } from '../services/engine.ts'
@@ -310,5 +312,45 @@ describe('engine resume', () => {
     expect(forkWs).toBe(join(dir, 'ws.make-v2-again'))
     expect(await readFile(join(forkWs, 'a.txt'), 'utf8')).toBe('v2')
     await expect(e.fork('make-v2', { at: 0 })).rejects.toThrow('fork: no snapshot at or before #0 of make-v2')
+  })
+
+  it('refuses a fork whose models are not available before copying anything', async () => {
+    const path = join(dir, 'plain.json')
+    await writeFile(path, JSON.stringify({ coder: [text('done')], auditor: [text('ok')] }))
+    const ws = join(dir, 'ws')
+    await mkdir(ws)
+    // the original ran on a scheme of its own engine's (`custom:`, the scripted provider under another name)
+    const first = await engine({ providers: { custom: scriptedFactory() } })
+    const h = await first.start({ goal: 'say done' }, { models: [`custom:${path}`], workspace: ws })
+    await h.done
+    const audit = (await first.history('say-done')).find((x) => x.to === 'running.auditing.watching')!
+    await first.close()
+    const e = await engine() // without `custom`
+    await expect(e.fork('say-done', { at: audit.seq, name: 'again' })).rejects.toThrow("model: unknown scheme 'custom'")
+    expect(existsSync(join(dir, 'ws.again'))).toBe(false)
+    expect((await e.list()).map((v) => v.name)).toEqual(['say-done'])
+  })
+
+  it('removes its workspace copy when a fork fails before it is saved, so that it can be tried again', async () => {
+    const s = await scenario('plain.json', { coder: [text('done')], auditor: [text('ok')] })
+    const ws = join(dir, 'ws')
+    await mkdir(ws)
+    await writeFile(join(ws, 'keep.txt'), 'original')
+    let failPuts = false
+    const store = new MemoryStore()
+    const put = store.put.bind(store)
+    store.put = (record) => (failPuts && record.name === 'again' ? Promise.reject(new Error('disk full')) : put(record))
+    const e = await engine({ store })
+    const h = await e.start({ goal: 'say done' }, { models: [s], workspace: ws })
+    await h.done
+    const audit = (await e.history('say-done')).find((x) => x.to === 'running.auditing.watching')!
+    failPuts = true
+    await expect(e.fork('say-done', { at: audit.seq, name: 'again' })).rejects.toThrow('disk full')
+    expect(existsSync(join(dir, 'ws.again'))).toBe(false)
+    expect(await readFile(join(ws, 'keep.txt'), 'utf8')).toBe('original')
+    failPuts = false
+    const fork = await e.fork('say-done', { at: audit.seq, name: 'again' })
+    expect(await fork.done).toMatchObject({ name: 'again', status: 'completed' })
+    expect(await readFile(join(dir, 'ws.again', 'keep.txt'), 'utf8')).toBe('original')
   })
 })
