@@ -297,6 +297,9 @@ export class Engine {
         `fork: no snapshot at or before #${options.at} of ${name} (snapshots at: ${seqs.join(', ') || 'none'})`,
       )
     }
+    if ((at.snapshot as { status?: string }).status === 'done') {
+      throw new EngineError(`fork: #${at.seq} is where ${name} ended (${at.to}); a fork of it would only copy the end`)
+    }
     const source = at.snapshot as PersistedLoop
     const newName = await this.reserveName(options.name, `${name}-fork`)
     // What this fork made, undone if it fails before it runs (nothing of the original is touched).

@@ -312,6 +312,10 @@ describe('engine resume', () => {
     expect(forkWs).toBe(join(dir, 'ws.make-v2-again'))
     expect(await readFile(join(forkWs, 'a.txt'), 'utf8')).toBe('v2')
     await expect(e.fork('make-v2', { at: 0 })).rejects.toThrow('fork: no snapshot at or before #0 of make-v2')
+    const end = history.at(-1)!
+    expect(end.to).toBe('completed')
+    await expect(e.fork('make-v2', { at: end.seq })).rejects.toThrow(`fork: #${end.seq} is where make-v2 ended (completed)`)
+    expect(existsSync(join(dir, 'ws.make-v2-fork'))).toBe(false)
   })
 
   it('refuses a fork whose models are not available before copying anything', async () => {
