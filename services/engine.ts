@@ -3,7 +3,7 @@
  * every state change to the store (and the transition to the loop's history),
  * restores unfinished loops from their snapshots, and lets users talk to them.
  */
-import { cp, readFile, rm, stat } from 'node:fs/promises'
+import { cp, mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { createActor, type Actor, type InspectionEvent } from 'xstate'
 import { JsonStore } from '../adapters/json-store.ts'
@@ -321,7 +321,13 @@ export class Engine {
         workspace = resolve(
           options.workspace ?? join(dirname(source.context.workspace), `${basename(source.context.workspace)}.${newName}`),
         )
-        if (await pathExists(workspace)) throw new EngineError(`fork: workspace ${workspace} already exists`)
+        const exists = () => new EngineError(`fork: workspace ${workspace} already exists`)
+        if (await pathExists(workspace)) throw exists()
+        // Claimed with a mkdir that fails if it exists: only a directory made here is removed on failure.
+        await mkdir(dirname(workspace), { recursive: true })
+        await mkdir(workspace).catch((err: unknown) => {
+          throw (err as NodeJS.ErrnoException).code === 'EEXIST' ? exists() : err
+        })
         madeCopy = workspace
         await cp(source.context.workspace, workspace, { recursive: true, errorOnExist: true, force: false })
       }
