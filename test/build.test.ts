@@ -4,7 +4,7 @@
  * its own under test-artifacts/ (inside the package, as dist/ is) and runs that
  * build's CLI with plain node: no tsx anywhere in the process.
  */
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -15,6 +15,7 @@ import { beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { build } from '../scripts/build.mjs'
 // @ts-expect-error plain JavaScript module without type declarations
 import { staleReason } from '../scripts/fresh-build.mjs'
+import { expectInspectServesViewer } from './helpers/viewer-cli.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const stale = staleReason as (root: URL, env?: Record<string, string | undefined>) => string | null
@@ -86,12 +87,14 @@ describe('the bundled CLI', () => {
     return () => rm(out, { recursive: true, force: true })
   }, 60_000)
 
-  const run = (args: string[], cwd: string) =>
+  /** `node ...argv` in `cwd`: its exit code and output. */
+  const node = (argv: string[], cwd: string) =>
     new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-      execFile(process.execPath, [cli, ...args], { cwd, timeout: 60_000 }, (err, stdout, stderr) =>
+      execFile(process.execPath, argv, { cwd, timeout: 60_000 }, (err, stdout, stderr) =>
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
       ),
     )
+  const run = (args: string[], cwd: string) => node([cli, ...args], cwd)
 
   it('loads without tsx and prints the package version', async () => {
     const r = await run(['--version'], await tempDir('loopstate-bundle-'))
@@ -133,29 +136,13 @@ describe('the bundled CLI', () => {
       `console.log(JSON.stringify(result))`,
     ].join('\n')
     await writeFile(join(dir, 'script.mjs'), script)
-    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-      execFile(process.execPath, ['script.mjs'], { cwd: dir, timeout: 60_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
-      ),
-    )
+    const r = await node(['script.mjs'], dir)
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ name: 'say-done', status: 'completed', reason: 'completed', iteration: 1 })
   })
 
   it('serves the viewer page from the package', async () => {
     const dir = await tempDir('loopstate-bundle-')
-    const child = spawn(process.execPath, [cli, 'inspect', '--port', '0', '--data', join(dir, 'data')], { cwd: dir })
-    let stdout = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    const exit = new Promise<number | null>((r) => child.on('close', (code) => r(code)))
-    const deadline = Date.now() + 15_000
-    while (!/viewer at http:\/\/127\.0\.0\.1:\d+\//.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
-    const url = /viewer at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stdout)?.[1]
-    expect(url, stdout).toBeDefined()
-    const page = await fetch(url!)
-    expect(page.status).toBe(200)
-    expect(await page.text()).toContain('loopstate')
-    child.kill('SIGINT')
-    expect(await exit).toBe(0)
+    await expectInspectServesViewer(cli, join(dir, 'data'), dir)
   })
 })

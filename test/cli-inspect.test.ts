@@ -1,5 +1,5 @@
 /** `loopstate inspect` and `--inspect` from the real bin. */
-import { execFile, spawn } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { WebSocketServer } from 'ws'
+import { expectInspectServesViewer } from './helpers/viewer-cli.ts'
 
 const BIN = fileURLToPath(new URL('../scripts/loopstate.js', import.meta.url))
 let dir: string
@@ -20,19 +21,7 @@ afterEach(async () => {
 
 describe('cli inspect', () => {
   it('serves the viewer on 127.0.0.1 and stops on Ctrl-C', async () => {
-    const child = spawn(process.execPath, [BIN, 'inspect', '--port', '0', '--data', join(dir, 'data')], { cwd: dir })
-    let stdout = ''
-    child.stdout.on('data', (d) => (stdout += d))
-    const exit = new Promise<number | null>((r) => child.on('close', (code) => r(code)))
-    const deadline = Date.now() + 15_000
-    while (!/viewer at http:\/\/127\.0\.0\.1:\d+\//.test(stdout) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
-    const url = /viewer at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stdout)?.[1]
-    expect(url, stdout).toBeDefined()
-    const page = await fetch(url!)
-    expect(page.status).toBe(200)
-    expect(await page.text()).toContain('loopstate')
-    child.kill('SIGINT')
-    expect(await exit).toBe(0)
+    await expectInspectServesViewer(BIN, join(dir, 'data'), dir)
   })
 
   it('demo --inspect streams every loop actor to a WebSocket inspector', async () => {
