@@ -11,7 +11,7 @@ import { parseModelSpec, type ModelProvider, type ProviderFactory } from '../ada
 import { scriptedFactory } from '../adapters/scripted-provider.ts'
 import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
-import type { ControlEvent, GitWorkspace, LoopInput, LoopOutput } from '../machines/loop.types.ts'
+import type { ControlEvent, GitWorkspace, LoopConfig, LoopInput, LoopOutput } from '../machines/loop.types.ts'
 import { resolveConfig, type LoopOptions } from './config.ts'
 import { EngineLock, inboxNames, lockOwners, takeCommands } from './control.ts'
 import { goalTask, parsePlan, slugify } from './plan.ts'
@@ -202,7 +202,7 @@ export class Engine {
     await checkWorkspace(dir)
     const name = await this.reserveName(wanted, slugify(parsed.task.title))
     try {
-      for (const model of new Set([...config.models, ...config.auditorModels])) this.provider(name, model)
+      this.requireProviders(name, config)
       const repo = inPlace ? null : await repoRoot(dir)
       const git = repo === null ? null : await createWorktree(dir, repo, name)
       const workspace = git === null ? dir : workDir(git)
@@ -307,9 +307,7 @@ export class Engine {
     let madeWorktree: GitWorkspace | null = null
     try {
       // Its models must be available here before anything is copied (e.g. `ollama:` without the provider).
-      for (const model of new Set([...source.context.config.models, ...source.context.config.auditorModels])) {
-        this.provider(newName, model)
-      }
+      this.requireProviders(newName, source.context.config)
       const original = source.context.git ?? null
       let git = null
       let workspace: string
@@ -424,9 +422,7 @@ export class Engine {
   private async restore(record: LoopRecord): Promise<LoopHandle> {
     const snapshot = record.snapshot as PersistedLoop
     const context = snapshot.context
-    for (const model of new Set([...context.config.models, ...context.config.auditorModels])) {
-      this.provider(record.name, model)
-    }
+    this.requireProviders(record.name, context.config)
     // Restored without its invoked children (the session, a commit): XState would start
     // them again from their input, and `loop.restored`, sent right after the start,
     // re-enters `running`, which stops them and invokes fresh ones (paused and queued
@@ -649,6 +645,11 @@ export class Engine {
       this.providers.set(key, entry)
     }
     return entry
+  }
+
+  /** Builds the providers of every model a loop may call; throws for one no factory serves. */
+  private requireProviders(loopName: string, config: Pick<LoopConfig, 'models' | 'auditorModels'>): void {
+    for (const model of new Set([...config.models, ...config.auditorModels])) this.provider(loopName, model)
   }
 
   private forgetProviders(loopName: string): void {
