@@ -81,14 +81,29 @@ const bump = (calls: Record<string, number>, role: Role, model: string) => {
   return { ...calls, [key]: (calls[key] ?? 0) + 1 }
 }
 
+type UpdateArgs = { context: LoopContext; event: LoopEvent }
+
+/** At a session's end: the inbox messages its prompt delivered are consumed, and the note is cleared. */
+const deliveryConsumed = {
+  inbox: ({ context, event }: UpdateArgs) =>
+    event.type === 'session.done' ? context.inbox.slice(event.delivered) : context.inbox,
+  note: null,
+}
+
+/** At a session's end: its watchdog goes, and wallMs is brought up to date (a crash loses little running time). */
+const sessionClocksStopped = {
+  stallDeadline: null,
+  wallMs: ({ context }: UpdateArgs) => wallNow(context),
+  runningSince: () => Date.now(),
+}
+
 /**
  * The coder's reply at the end of its session: the inbox messages its prompt delivered
  * are consumed, the note is cleared, the reply is kept and the loop moves on to `next`.
  */
 function takeCoderReply(next: 'auditing' | 'finalAuditing') {
   return assign<LoopContext, LoopEvent, undefined, LoopEvent, never>({
-    inbox: ({ context, event }) => (event.type === 'session.done' ? context.inbox.slice(event.delivered) : context.inbox),
-    note: null,
+    ...deliveryConsumed,
     lastCoderReply: ({ context, event }) => (event.type === 'session.done' ? event.text : context.lastCoderReply),
     phase: next,
   })
@@ -334,14 +349,9 @@ export const loopMachine = setup({
      * (so that a crash loses little running time). One assign: XState copies the whole
      * context for each.
      */
-    endSession: assign({
-      journal: null,
-      stallDeadline: null,
-      wallMs: ({ context }) => wallNow(context),
-      runningSince: () => Date.now(),
-    }),
+    endSession: assign({ journal: null, ...sessionClocksStopped }),
     /** A session failed: its watchdog goes, and wallMs is brought up to date. */
-    stopSession: assign({ stallDeadline: null, wallMs: ({ context }) => wallNow(context), runningSince: () => Date.now() }),
+    stopSession: assign(sessionClocksStopped),
     planSectionCommit: assign({
       pendingCommit: ({ context }) => {
         const i = context.sectionIndex
@@ -415,10 +425,7 @@ export const loopMachine = setup({
           : context.findings,
     }),
     /** The session ended normally: drop what its prompt delivered. */
-    consumeDelivered: assign({
-      inbox: ({ context, event }) => (event.type === 'session.done' ? context.inbox.slice(event.delivered) : context.inbox),
-      note: null,
-    }),
+    consumeDelivered: assign(deliveryConsumed),
     recordAudit: assign(({ context, event }) =>
       event.type === 'session.done' ? judgeAudit(context, event.text) : {},
     ),
