@@ -9,21 +9,30 @@ type Json = Record<string, unknown>
 /** Step from version N to N + 1, keyed by N. Each step returns a new object. */
 const STEPS: Record<number, (record: Json) => Json> = {
   /** 1 → 2: the session journal, per-model call counts and the durable deadlines joined the context. */
-  1: (record) => {
-    const snapshot = record.snapshot as Json | null
-    if (!snapshot || typeof snapshot !== 'object' || typeof snapshot.context !== 'object') {
-      return { ...record, schemaVersion: 2 }
-    }
-    const context = snapshot.context as Json
+  1: (record) =>
+    withContext(record, 2, (context) => ({ ...context, calls: {}, journal: null, stallDeadline: null, retryDeadline: null })),
+  /** 2 → 3: the sandbox's settings joined the config (`maxReadBytes`, `runCommand.env`, `runCommand.allowInlineCode`). */
+  2: (record) => withContext(record, 3, (context) => {
+    const config = (context.config ?? {}) as Json
+    const runCommand = (config.runCommand ?? {}) as Json
     return {
-      ...record,
-      schemaVersion: 2,
-      snapshot: {
-        ...snapshot,
-        context: { ...context, calls: {}, journal: null, stallDeadline: null, retryDeadline: null },
+      ...context,
+      config: {
+        ...config,
+        maxReadBytes: config.maxReadBytes ?? 1024 * 1024,
+        runCommand: { env: [], allowInlineCode: false, ...runCommand },
       },
     }
-  },
+  }),
+}
+
+/** The record at `version` with its snapshot's context replaced by `change(context)` (a record without one as it is). */
+function withContext(record: Json, version: number, change: (context: Json) => Json): Json {
+  const snapshot = record.snapshot as Json | null
+  if (!snapshot || typeof snapshot !== 'object' || typeof snapshot.context !== 'object' || snapshot.context === null) {
+    return { ...record, schemaVersion: version }
+  }
+  return { ...record, schemaVersion: version, snapshot: { ...snapshot, context: change(snapshot.context as Json) } }
 }
 
 /**

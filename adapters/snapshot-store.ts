@@ -6,7 +6,7 @@
 import type { LoopReason, LoopStatus, Phase } from '../machines/loop.types.ts'
 
 /** Current version of the record layout (and of the snapshot inside it). */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 /** A loop as saved: summary fields for listing plus the actor's persisted snapshot. */
 export interface LoopRecord {

@@ -97,6 +97,16 @@ export interface RunCommandConfig {
   allow: string[]
   /** @default 60000 */
   timeoutMs: number
+  /**
+   * Variables of the engine's environment passed to the command, beside PATH, HOME
+   * and LANG (the command gets nothing else of it). @default []
+   */
+  env: string[]
+  /**
+   * Let allow-listed interpreters run code given inline (`node -e`, `python -c`,
+   * `sh -c` …); refused by default. @default false
+   */
+  allowInlineCode: boolean
 }
 
 /** Everything that shapes a loop's behaviour. Defaults in DEFAULT_CONFIG. */
@@ -127,6 +137,8 @@ export interface LoopConfig {
   /** Prices per model spec; models without one cost 0. */
   prices: Record<string, ModelPrice>
   runCommand: RunCommandConfig
+  /** Largest file `read_file` (and `edit_file`) will open, bytes. @default 1048576 (1 MB) */
+  maxReadBytes: number
 }
 
 export const DEFAULT_CONFIG: Omit<LoopConfig, 'models' | 'auditorModels'> = {
@@ -141,7 +153,8 @@ export const DEFAULT_CONFIG: Omit<LoopConfig, 'models' | 'auditorModels'> = {
   blockOn: ['bug'],
   budget: {},
   prices: {},
-  runCommand: { enabled: false, allow: [], timeoutMs: 60_000 },
+  runCommand: { enabled: false, allow: [], timeoutMs: 60_000, env: [], allowInlineCode: false },
+  maxReadBytes: 1024 * 1024,
 }
 
 /** What a loop works on. */

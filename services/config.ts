@@ -46,8 +46,11 @@ export const loopOptionsSchema = z.strictObject({
       enabled: z.optional(z.boolean()),
       allow: z.optional(z.array(z.string().check(z.minLength(1)))),
       timeoutMs: z.optional(positive),
+      env: z.optional(z.array(z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name')))),
+      allowInlineCode: z.optional(z.boolean()),
     }),
   ),
+  maxReadBytes: z.optional(positive),
 })
 
 export type LoopOptions = z.input<typeof loopOptionsSchema>
@@ -77,5 +80,6 @@ export function resolveConfig(options: unknown): LoopConfig {
     budget: { ...o.budget },
     prices: { ...o.prices },
     runCommand: { ...d.runCommand, ...o.runCommand },
+    maxReadBytes: o.maxReadBytes ?? d.maxReadBytes,
   }
 }

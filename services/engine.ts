@@ -181,6 +181,8 @@ export class Engine {
       createLoopServices({
         provider: (loop, spec) => this.provider(loop, spec),
         durable: async (loop) => this.live.get(loop)?.lastWrite,
+        // A store of another kind (MemoryStore) has no data dir unless one was named.
+        dataDir: options.store === undefined || options.dataDir !== undefined ? this.dataDir : null,
       }),
     )
     if (options.acceptCommands ?? options.store === undefined) {

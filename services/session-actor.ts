@@ -2,7 +2,7 @@
 import { fromCallback, fromPromise } from 'xstate'
 import { ProviderError, type ModelProvider } from '../adapters/model-provider.ts'
 import { auditSection, callKey } from '../machines/loop.machine.ts'
-import type { LoopContext, LoopError, LoopEvent, Phase, SessionCommand, SessionInput } from '../machines/loop.types.ts'
+import { DEFAULT_CONFIG, type LoopContext, type LoopError, type LoopEvent, type Phase, type SessionCommand, type SessionInput } from '../machines/loop.types.ts'
 import { createFindingsLedger } from './findings-tools.ts'
 import { commitAll } from './git-workspace.ts'
 import { buildPrompt } from './prompts.ts'
@@ -14,6 +14,8 @@ export interface LoopServiceDeps {
   provider(loopName: string, spec: string): { provider: ModelProvider; model: string }
   /** Resolves when the loop's latest snapshot is saved (write-ahead for side-effect tools). */
   durable?(loopName: string): Promise<void>
+  /** The engine's data dir, which no tool may reach (see ToolContext.dataDir). */
+  dataDir?: string | null
 }
 
 /** Plain, serializable error for the loop's context. */
@@ -94,6 +96,8 @@ export function createSessionLogic(deps: LoopServiceDeps) {
       // Stopped before it ran (a restored actor's session, replaced at once by loop.restored): nothing to do.
       if (controller.signal.aborted) return
       const { provider, model } = deps.provider(context.name, spec)
+      // A snapshot of an older loopstate (a fork from its history) may lack the newer settings.
+      const runCommand = { ...DEFAULT_CONFIG.runCommand, ...context.config.runCommand }
       const { start, delivered } = sessionStart(context, input)
       const findings = createFindingsLedger({
         findings: context.findings,
@@ -109,8 +113,15 @@ export function createSessionLogic(deps: LoopServiceDeps) {
         role,
         start,
         callIndex: context.calls[callKey(role, spec)] ?? 0,
-        tools: toolsFor(role, context.config.runCommand),
-        toolContext: { workspace: context.workspace, role, findings, runCommand: context.config.runCommand },
+        tools: toolsFor(role, runCommand),
+        toolContext: {
+          workspace: context.workspace,
+          dataDir: deps.dataDir ?? null,
+          maxReadBytes: context.config.maxReadBytes ?? DEFAULT_CONFIG.maxReadBytes,
+          role,
+          findings,
+          runCommand,
+        },
         signal: controller.signal,
         maxTurns: context.config.maxTurnsPerSession,
         durable: deps.durable && (() => deps.durable!(context.name)),

@@ -14,6 +14,13 @@ export interface FindingsLedger {
 export interface ToolContext {
   /** Absolute path of the loop's workspace. */
   workspace: string
+  /**
+   * The engine's data dir: no tool reads, writes, lists or names a path under it,
+   * wherever it lies (the default one is inside the default workspace). Null: none.
+   */
+  dataDir: string | null
+  /** Largest file `read_file` and `edit_file` open, bytes. */
+  maxReadBytes: number
   role: Role
   findings: FindingsLedger
   runCommand: RunCommandConfig

@@ -10,7 +10,7 @@ import { ToolError, type ToolContext } from '../services/tool-types.ts'
 import { runTool, toolsFor } from '../services/tools.ts'
 import { resolveInWorkspace } from '../services/workspace-tools.ts'
 
-const NO_COMMANDS: RunCommandConfig = { enabled: false, allow: [], timeoutMs: 60_000 }
+const NO_COMMANDS: RunCommandConfig = { enabled: false, allow: [], timeoutMs: 60_000, env: [], allowInlineCode: false }
 
 let root: string
 let ws: string
@@ -34,6 +34,8 @@ function context(role: Role, opts: { runCommand?: RunCommandConfig; findings?: F
   const resolved: string[] = []
   const ctx: ToolContext = {
     workspace: ws,
+    dataDir: null,
+    maxReadBytes: 1024 * 1024,
     role,
     findings: createFindingsLedger({
       findings: opts.findings ?? [],
@@ -196,12 +198,12 @@ describe('workspace confinement', () => {
 
 describe('toolsets', () => {
   it('gives the auditor no write tools and no run_command', () => {
-    const names = toolsFor('auditor', { enabled: true, allow: ['node'], timeoutMs: 1000 }).map((t) => t.spec.name)
+    const names = toolsFor('auditor', { enabled: true, allow: ['node'], timeoutMs: 1000, env: [], allowInlineCode: false }).map((t) => t.spec.name)
     expect(names).toEqual(['read_file', 'list_files', 'report_finding', 'resolve_finding', 'list_findings'])
   })
 
   it('marks the coder tools that change files', () => {
-    const tools = toolsFor('coder', { enabled: true, allow: ['node'], timeoutMs: 1000 })
+    const tools = toolsFor('coder', { enabled: true, allow: ['node'], timeoutMs: 1000, env: [], allowInlineCode: false })
     expect(Object.fromEntries(tools.map((t) => [t.spec.name, t.sideEffects]))).toEqual({
       read_file: false,
       write_file: true,
@@ -345,7 +347,7 @@ describe('findings', () => {
 })
 
 describe('run_command', () => {
-  const allowNode: RunCommandConfig = { enabled: true, allow: ['node'], timeoutMs: 10_000 }
+  const allowNode: RunCommandConfig = { enabled: true, allow: ['node'], timeoutMs: 10_000, env: [], allowInlineCode: false }
 
   it('is offered only when enabled', () => {
     expect(toolsFor('coder', NO_COMMANDS).map((t) => t.spec.name)).not.toContain('run_command')
@@ -389,7 +391,7 @@ describe('run_command', () => {
   })
 
   it('kills a command that runs past its timeout', async () => {
-    const config = { enabled: true, allow: ['node'], timeoutMs: 300 }
+    const config = { enabled: true, allow: ['node'], timeoutMs: 300, env: [], allowInlineCode: false }
     const started = Date.now()
     const result = await call('coder', 'run_command', { command: 'node -e "setTimeout(()=>{},10000)"' }, config)
     expect(Date.now() - started).toBeLessThan(5_000)
@@ -410,7 +412,7 @@ describe('run_command', () => {
   })
 
   it('says when an allowed command does not exist', async () => {
-    const config = { enabled: true, allow: ['no-such-command-xyz'], timeoutMs: 1000 }
+    const config = { enabled: true, allow: ['no-such-command-xyz'], timeoutMs: 1000, env: [], allowInlineCode: false }
     expect((await call('coder', 'run_command', { command: 'no-such-command-xyz' }, config)).content).toBe(
       "error: command 'no-such-command-xyz' was not found on this machine",
     )
