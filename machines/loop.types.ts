@@ -175,6 +175,12 @@ export interface GitWorkspace {
   base: string
   /** Where in the repository the loop works ('' for its top). */
   subdir: string
+  /**
+   * The repository's git dir (its common dir, for a linked worktree), found when
+   * the loop was made: every git command is pinned to it or to the worktree's git
+   * dir inside it. Absent in older records (found again from the repository).
+   */
+  commonDir?: string
 }
 
 export interface LoopInput {

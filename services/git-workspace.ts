@@ -3,38 +3,23 @@
  * `loop/<name>`, never in the user's checkout; clean sections and the completed
  * loop are committed there. The worktree outlives the loop (the branch is the
  * deliverable) until `loopstate clean` removes it.
+ *
+ * The model writes the worktree's files, so every git command is pinned to the git
+ * dirs loopstate made (services/safe-git.ts), and before a commit the worktree is
+ * checked to be still the one loopstate made: its `.git` file points to its git dir,
+ * whose HEAD is `loop/<name>`. Otherwise nothing is committed and the loop ends
+ * `workspace_failed` with what changed.
  */
-import { execFile } from 'node:child_process'
-import { cp, mkdir, readdir, stat } from 'node:fs/promises'
-import { basename, dirname, join, relative } from 'node:path'
-import { promisify } from 'node:util'
+import { cp, lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises'
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { GitWorkspace } from '../machines/loop.types.ts'
+import { discoverRepo, git, gitOrNull, GitWorkspaceError, type GitPin } from './safe-git.ts'
 
-const run = promisify(execFile)
-
-export class GitWorkspaceError extends Error {
-  override readonly name = 'GitWorkspaceError'
-}
-
-async function git(cwd: string, args: string[]): Promise<string> {
-  try {
-    const { stdout } = await run('git', args, { cwd, maxBuffer: 16 * 1024 * 1024 })
-    return stdout.trim()
-  } catch (err) {
-    const e = err as { stderr?: string; message: string }
-    const detail = (e.stderr || e.message).trim().split('\n').pop()
-    throw new GitWorkspaceError(`git ${args[0]} failed in ${cwd}: ${detail}`)
-  }
-}
+export { GitWorkspaceError } from './safe-git.ts'
 
 /** The top of the repository that holds `dir`, or null when it is not in one (or git is missing). */
 export async function repoRoot(dir: string): Promise<string | null> {
-  try {
-    const { stdout } = await run('git', ['rev-parse', '--show-toplevel'], { cwd: dir })
-    return stdout.trim() || null
-  } catch {
-    return null
-  }
+  return (await discoverRepo(dir))?.repo ?? null
 }
 
 export const branchOf = (loopName: string) => `loop/${loopName}`
@@ -44,75 +29,143 @@ export function worktreePath(repo: string, loopName: string): string {
   return join(dirname(repo), `${basename(repo)}.loops`, loopName)
 }
 
+/** The repository's own checkout, pinned (for worktree and branch commands). */
+const repoPin = (repo: string, commonDir: string): GitPin => ({ gitDir: commonDir, workTree: repo })
+
+/** The repository's common git dir: recorded, or (records before 0.2) asked of the user's checkout. */
+async function commonDirOf(g: GitWorkspace): Promise<string> {
+  if (g.commonDir) return g.commonDir
+  const found = await discoverRepo(g.repo)
+  if (found === null) throw new GitWorkspaceError(`workspace: ${g.repo} is no longer a git repository`)
+  return found.commonDir
+}
+
+/**
+ * The git dir the repository keeps for `worktree`: the entry of `<common>/worktrees/`
+ * whose `gitdir` file names `<worktree>/.git`. Read from the repository's own
+ * metadata, never from the worktree (which the model writes). Null when none does.
+ */
+async function worktreeGitDir(commonDir: string, worktree: string): Promise<string | null> {
+  const admin = join(commonDir, 'worktrees')
+  const entries = await readdir(admin).catch(() => [] as string[])
+  for (const entry of entries) {
+    const pointer = await readFile(join(admin, entry, 'gitdir'), 'utf8').catch(() => null)
+    if (pointer !== null && resolve(admin, entry, pointer.trim()) === join(worktree, '.git')) return join(admin, entry)
+  }
+  return null
+}
+
 /**
  * Creates the worktree of a new loop on a new branch from the repository's HEAD.
  * `dir` may be a subdirectory of the repository: the loop works in the same
  * subdirectory of the worktree.
  */
 export async function createWorktree(dir: string, repo: string, loopName: string, from = 'HEAD'): Promise<GitWorkspace> {
+  const found = await discoverRepo(repo)
+  if (found === null) throw new GitWorkspaceError(`workspace: ${repo} is not a git repository`)
+  const pin = repoPin(repo, found.commonDir)
   const branch = branchOf(loopName)
   const worktree = worktreePath(repo, loopName)
-  if (await branchExists(repo, branch)) {
+  if (await branchExists(pin, branch)) {
     throw new GitWorkspaceError(`workspace: branch ${branch} already exists in ${repo}; pick another --name`)
   }
   if (await pathExists(worktree)) throw new GitWorkspaceError(`workspace: ${worktree} already exists`)
-  const base = await git(repo, ['rev-parse', '--verify', `${from}^{commit}`]).catch(() => {
+  const base = await git(pin, ['rev-parse', '--verify', `${from}^{commit}`]).catch(() => {
     throw new GitWorkspaceError(`workspace: ${repo} has no commit to branch from; commit something first`)
   })
   await mkdir(dirname(worktree), { recursive: true })
-  await git(repo, ['worktree', 'add', '-b', branch, worktree, base])
-  return { repo, branch, worktree, base, subdir: relative(repo, dir) }
+  await git(pin, ['worktree', 'add', '-b', branch, worktree, base])
+  return { repo, branch, worktree, base, subdir: relative(repo, dir), commonDir: found.commonDir }
 }
 
 /** The directory the loop works in. */
 export const workDir = (g: GitWorkspace) => join(g.worktree, g.subdir)
 
 /**
+ * Checks that the worktree is still the one loopstate made and returns the pin of
+ * its git commands: its `.git` is a file pointing to its git dir in the repository,
+ * and that git dir's HEAD is the loop's branch. Throws GitWorkspaceError naming
+ * what changed.
+ */
+export async function verifyWorktree(g: GitWorkspace): Promise<GitPin> {
+  const commonDir = await commonDirOf(g)
+  const gitDir = await worktreeGitDir(commonDir, g.worktree)
+  if (gitDir === null) {
+    throw new GitWorkspaceError(`workspace: ${commonDir} no longer lists the worktree ${g.worktree}`)
+  }
+  const dotGit = join(g.worktree, '.git')
+  const entry = await lstat(dotGit).catch(() => null)
+  if (entry === null) throw new GitWorkspaceError(`workspace: ${dotGit} is gone`)
+  if (!entry.isFile()) {
+    throw new GitWorkspaceError(`workspace: ${dotGit} was replaced (it is no longer the file loopstate made, pointing to ${gitDir})`)
+  }
+  const pointer = (await readFile(dotGit, 'utf8')).trim()
+  const target = pointer.startsWith('gitdir:') ? pointer.slice('gitdir:'.length).trim() : null
+  const resolved = target === null ? null : isAbsolute(target) ? target : resolve(g.worktree, target)
+  if (resolved !== gitDir) {
+    throw new GitWorkspaceError(`workspace: ${dotGit} was changed: it points to ${target ?? `'${pointer.slice(0, 80)}'`}, not ${gitDir}`)
+  }
+  const head = (await readFile(join(gitDir, 'HEAD'), 'utf8').catch(() => '')).trim()
+  if (head !== `ref: refs/heads/${g.branch}`) {
+    const now = head.startsWith('ref: refs/heads/') ? `on branch ${head.slice('ref: refs/heads/'.length)}` : `at ${head || 'nothing'}`
+    throw new GitWorkspaceError(`workspace: the worktree ${g.worktree} is ${now}, not on ${g.branch}; nothing was committed`)
+  }
+  return { gitDir, workTree: g.worktree }
+}
+
+/**
  * Makes sure a restored loop's worktree is there: when it was deleted, the branch
- * is checked out into it again. Throws when the branch is gone too.
+ * is checked out into it again. Throws when the branch is gone too, or when the
+ * worktree is no longer the one loopstate made (see verifyWorktree).
  */
 export async function ensureWorktree(g: GitWorkspace): Promise<'present' | 'restored'> {
-  if (await pathExists(join(g.worktree, '.git'))) return 'present'
+  if (await pathExists(g.worktree)) {
+    await verifyWorktree(g)
+    return 'present'
+  }
   if (!(await pathExists(g.repo))) throw new GitWorkspaceError(`workspace: repository ${g.repo} is gone`)
-  if (!(await branchExists(g.repo, g.branch))) {
+  const pin = repoPin(g.repo, await commonDirOf(g))
+  if (!(await branchExists(pin, g.branch))) {
     throw new GitWorkspaceError(`workspace: worktree ${g.worktree} and branch ${g.branch} are both gone`)
   }
-  await git(g.repo, ['worktree', 'prune'])
+  await git(pin, ['worktree', 'prune'])
   await mkdir(dirname(g.worktree), { recursive: true })
-  await git(g.repo, ['worktree', 'add', g.worktree, g.branch])
+  await git(pin, ['worktree', 'add', g.worktree, g.branch])
   return 'restored'
 }
 
 /**
- * Commits everything in the worktree with `message`. Nothing to commit is not an
- * error (a step that changed nothing, or a commit already made before a crash).
- * Returns the new commit, or null.
+ * Commits everything in the worktree with `message`, on the loop's branch only.
+ * Nothing to commit is not an error (a step that changed nothing, or a commit
+ * already made before a crash). Returns the new commit, or null.
  */
 export async function commitAll(g: GitWorkspace, message: string): Promise<string | null> {
-  await git(g.worktree, ['add', '-A'])
-  const changed = await git(g.worktree, ['status', '--porcelain'])
+  const pin = await verifyWorktree(g)
+  await git(pin, ['add', '-A'])
+  const changed = await git(pin, ['status', '--porcelain', '--ignore-submodules=all'])
   if (changed === '') return null
-  const identity = (await git(g.worktree, ['config', '--get', 'user.email']).catch(() => ''))
+  const identity = (await gitOrNull(pin, ['config', '--get', 'user.email']))
     ? []
     : ['-c', 'user.name=loopstate', '-c', 'user.email=loopstate@localhost']
-  await git(g.worktree, [...identity, 'commit', '-q', '--no-verify', '-m', message])
-  return git(g.worktree, ['rev-parse', 'HEAD'])
+  await git(pin, [...identity, 'commit', '-q', '--no-verify', '-m', message])
+  return git(pin, ['rev-parse', 'HEAD'])
 }
 
 /** Removes the worktree (the branch stays). */
 export async function removeWorktree(g: GitWorkspace): Promise<boolean> {
+  const pin = repoPin(g.repo, await commonDirOf(g))
   if (!(await pathExists(g.worktree))) {
-    await git(g.repo, ['worktree', 'prune']).catch(() => '')
+    await gitOrNull(pin, ['worktree', 'prune'])
     return false
   }
-  await git(g.repo, ['worktree', 'remove', '--force', g.worktree])
+  await git(pin, ['worktree', 'remove', '--force', g.worktree])
   return true
 }
 
 /** Removes a worktree this process just made and its branch (a fork that failed before it was saved). */
 export async function discardWorktree(g: GitWorkspace): Promise<void> {
   await removeWorktree(g)
-  await git(g.repo, ['branch', '-D', g.branch])
+  await git(repoPin(g.repo, await commonDirOf(g)), ['branch', '-D', g.branch])
 }
 
 /**
@@ -123,20 +176,20 @@ export async function forkWorktree(g: GitWorkspace, newName: string): Promise<Gi
   const fork = await createWorktree(join(g.repo, g.subdir), g.repo, newName, g.branch)
   if (await pathExists(g.worktree)) {
     for (const entry of await readdir(g.worktree)) {
-      if (entry === '.git') continue
-      await cp(join(g.worktree, entry), join(fork.worktree, entry), { recursive: true, force: true })
+      if (entry.toLowerCase() === '.git') continue
+      await cp(join(g.worktree, entry), join(fork.worktree, entry), {
+        recursive: true,
+        force: true,
+        // git's metadata anywhere in the tree stays behind (as the model's tools never touch it)
+        filter: (src) => basename(src).toLowerCase() !== '.git',
+      })
     }
   }
   return fork
 }
 
-async function branchExists(repo: string, branch: string): Promise<boolean> {
-  try {
-    await run('git', ['rev-parse', '--verify', '--quiet', `refs/heads/${branch}`], { cwd: repo })
-    return true
-  } catch {
-    return false
-  }
+async function branchExists(pin: GitPin, branch: string): Promise<boolean> {
+  return (await gitOrNull(pin, ['rev-parse', '--verify', '--quiet', `refs/heads/${branch}`])) !== null
 }
 
 /** Whether something is at `path`. */

@@ -2,18 +2,18 @@
  * The coder's file tools (`read_file`, `write_file`, `edit_file`, `list_files`),
  * confined to the loop's workspace, plus the argument helpers every tool uses.
  */
-import { lstat, mkdir, readFile, readdir, readlink, realpath, stat, writeFile } from 'node:fs/promises'
+import { readdir, realpath, stat } from 'node:fs/promises'
 import path from 'node:path'
-import { ToolError, type Tool } from './tool-types.ts'
+import { errnoCode, hasGitComponent, realDir, resolveInWorkspace } from './sandbox.ts'
+import { ToolError, type Tool, type ToolContext } from './tool-types.ts'
+import { openRegular, readLines, replaceFile } from './workspace-files.ts'
 
 /** Largest text `read_file` returns in one call, bytes. */
 export const READ_CAP_BYTES = 100 * 1024
 /** Most entries `list_files` returns. */
 export const LIST_CAP_ENTRIES = 1000
-/** Directories `list_files` never shows or enters. */
-const SKIPPED_DIRS = new Set(['.git', 'node_modules'])
-/** Symlink hops followed while resolving a path (as Linux's MAXSYMLINKS). */
-const MAX_LINK_HOPS = 40
+/** Directories `list_files` never enters (`.git`, in any case, is never shown at all). */
+const SKIPPED_DIRS = new Set(['node_modules'])
 
 // ---------------------------------------------------------------- arguments
 
@@ -61,10 +61,6 @@ export function optionalBoolArg(args: Record<string, unknown>, key: string): boo
 
 // ---------------------------------------------------------------- paths
 
-function errnoCode(err: unknown): string | undefined {
-  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined
-}
-
 /**
  * Turns a file system error into a ToolError naming the path as the model gave it
  * (never the absolute path); other errors are returned unchanged.
@@ -83,64 +79,9 @@ export function fsToolError(err: unknown, relPath: string): unknown {
   }
 }
 
-function isInside(root: string, candidate: string): boolean {
-  const rel = path.relative(root, candidate)
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel))
-}
-
-/**
- * Where `p` really is (or would be created): its realpath if it exists, else the
- * real location of its parent joined with its name. A dangling symlink is
- * followed by hand, since writing to it would create its target.
- */
-async function realLocation(p: string, hops: number): Promise<string> {
-  if (hops > MAX_LINK_HOPS) throw Object.assign(new Error('too many symbolic links'), { code: 'ELOOP' })
-  try {
-    return await realpath(p)
-  } catch (err) {
-    const code = errnoCode(err)
-    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err
-  }
-  const parent = path.dirname(p)
-  if (parent === p) return p
-  const realParent = await realLocation(parent, hops)
-  const entry = await lstat(p).catch(() => null)
-  if (entry?.isSymbolicLink()) {
-    return realLocation(path.resolve(realParent, await readlink(p)), hops + 1)
-  }
-  return path.join(realParent, path.basename(p))
-}
-
-/**
- * Resolves a model-given path inside the workspace and returns its real absolute
- * location. Throws ToolError for empty paths, NUL bytes, absolute paths, paths that
- * climb out with `..`, and paths that reach outside through a symlink (also a
- * dangling one, which a write would follow).
- */
-export async function resolveInWorkspace(workspace: string, relPath: string): Promise<string> {
-  if (relPath.trim() === '') throw new ToolError('path is empty; use a path relative to the workspace, e.g. src/index.ts')
-  if (relPath.includes('\0')) throw new ToolError('path contains a NUL byte')
-  if (path.isAbsolute(relPath)) {
-    throw new ToolError(`path '${relPath}' is absolute; use a path relative to the workspace`)
-  }
-  const outside = new ToolError(`path '${relPath}' is outside the workspace`)
-  const lexical = path.resolve(workspace, relPath)
-  if (!isInside(path.resolve(workspace), lexical)) throw outside
-
-  let root: string
-  try {
-    root = await realpath(workspace)
-  } catch (err) {
-    throw errnoCode(err) === 'ENOENT' ? new ToolError('the workspace directory does not exist') : err
-  }
-  let real: string
-  try {
-    real = await realLocation(lexical, 0)
-  } catch (err) {
-    throw fsToolError(err, relPath)
-  }
-  if (!isInside(root, real)) throw outside
-  return real
+/** The real location of a model-given path, checked against the loop's boundary (services/sandbox.ts). */
+function resolvePath(ctx: ToolContext, relPath: string): Promise<string> {
+  return resolveInWorkspace(ctx, relPath, fsToolError)
 }
 
 /** The path as shown to the model: workspace-relative with forward slashes. */
@@ -150,24 +91,6 @@ function displayPath(relPath: string): string {
 }
 
 // ---------------------------------------------------------------- tools
-
-/** Lines [from, to) of `lines` that fit in READ_CAP_BYTES (at least a part of the first one). */
-function fitLines(lines: string[], from: number, to: number): { text: string; end: number; cutLine: boolean } {
-  let bytes = 0
-  let end = from
-  while (end < to) {
-    const size = Buffer.byteLength(lines[end] ?? '') + 1
-    if (bytes + size > READ_CAP_BYTES) break
-    bytes += size
-    end++
-  }
-  if (end === from && from < to) {
-    // One line alone is larger than the cap (minified code): give its head.
-    const head = Buffer.from(lines[from] ?? '').subarray(0, READ_CAP_BYTES).toString()
-    return { text: head, end: from + 1, cutLine: true }
-  }
-  return { text: lines.slice(from, end).join('\n'), end, cutLine: false }
-}
 
 /** `read_file`: a text file, or a range of its lines. */
 export const readFileTool: Tool = {
@@ -192,31 +115,33 @@ export const readFileTool: Tool = {
     const offset = optionalIntArg(args, 'offset', 1) ?? 1
     const limit = optionalIntArg(args, 'limit', 1)
     const shown = displayPath(rel)
-    const file = await resolveInWorkspace(ctx.workspace, rel)
-    let data: Buffer
+    const file = await resolvePath(ctx, rel)
+    let read
+    let size: number
     try {
-      if ((await stat(file)).isDirectory()) throw new ToolError(`${shown} is a directory; use list_files`)
-      data = await readFile(file)
+      const opened = await openRegular(file, shown, ctx.maxReadBytes, 'read')
+      size = opened.size
+      try {
+        const to = limit === undefined ? Infinity : offset - 1 + limit
+        read = size === 0 ? null : await readLines(opened.handle, offset - 1, to, READ_CAP_BYTES)
+      } finally {
+        await opened.handle.close()
+      }
     } catch (err) {
       throw fsToolError(err, shown)
     }
-    if (data.subarray(0, 8192).includes(0)) throw new ToolError(`${shown} is a binary file (${data.length} bytes)`)
-    if (data.length === 0) return `(${shown} is empty)`
-
-    const text = data.toString('utf8')
-    const lines = (text.endsWith('\n') ? text.slice(0, -1) : text).split('\n')
-    if (offset > lines.length) {
-      throw new ToolError(`offset ${offset} is past the end of ${shown} (${lines.length} lines)`)
+    if (read === null) return `(${shown} is empty)`
+    if (read.binary) throw new ToolError(`${shown} is a binary file (${size} bytes)`)
+    if (offset > read.total) {
+      throw new ToolError(`offset ${offset} is past the end of ${shown} (${read.total} lines)`)
     }
-    const from = offset - 1
-    const to = limit === undefined ? lines.length : Math.min(lines.length, from + limit)
-    const { text: out, end, cutLine } = fitLines(lines, from, to)
-    if (cutLine) {
-      return `${out}\n[line ${offset} of ${shown} is longer than ${READ_CAP_BYTES / 1024} KB; only its start is shown]`
+    const to = limit === undefined ? read.total : Math.min(read.total, offset - 1 + limit)
+    if (read.cutLine) {
+      return `${read.text}\n[line ${offset} of ${shown} is longer than ${READ_CAP_BYTES / 1024} KB; only its start is shown]`
     }
-    if (end === lines.length) return out
-    const why = end < to ? `cut at ${READ_CAP_BYTES / 1024} KB: ` : ''
-    return `${out}\n[${why}lines ${offset}-${end} of ${lines.length} shown; read on with offset=${end + 1}]`
+    if (read.end === read.total) return read.text
+    const why = read.end < to ? `cut at ${READ_CAP_BYTES / 1024} KB: ` : ''
+    return `${read.text}\n[${why}lines ${offset}-${read.end} of ${read.total} shown; read on with offset=${read.end + 1}]`
   },
 }
 
@@ -239,10 +164,9 @@ export const writeFileTool: Tool = {
     const rel = stringArg(args, 'path')
     const content = stringArg(args, 'content', { allowEmpty: true })
     const shown = displayPath(rel)
-    const file = await resolveInWorkspace(ctx.workspace, rel)
+    const file = await resolvePath(ctx, rel)
     try {
-      await mkdir(path.dirname(file), { recursive: true })
-      await writeFile(file, content)
+      await replaceFile(file, content, shown)
     } catch (err) {
       throw fsToolError(err, shown)
     }
@@ -273,14 +197,15 @@ export const editFileTool: Tool = {
     const search = stringArg(args, 'search')
     const replace = stringArg(args, 'replace', { allowEmpty: true })
     const shown = displayPath(rel)
-    const file = await resolveInWorkspace(ctx.workspace, rel)
+    const file = await resolvePath(ctx, rel)
     try {
-      const text = await readFile(file, 'utf8')
+      const { handle } = await openRegular(file, shown, ctx.maxReadBytes, 'edit')
+      const text = await handle.readFile('utf8').finally(() => handle.close())
       const count = text.split(search).length - 1
       if (count === 0) throw new ToolError(`search text not found in ${shown}`)
       if (count > 1) throw new ToolError(`search text occurs ${count} times in ${shown}; give more context`)
       const at = text.indexOf(search)
-      await writeFile(file, text.slice(0, at) + replace + text.slice(at + search.length))
+      await replaceFile(file, text.slice(0, at) + replace + text.slice(at + search.length), shown)
     } catch (err) {
       throw fsToolError(err, shown)
     }
@@ -294,7 +219,7 @@ export const listFilesTool: Tool = {
     name: 'list_files',
     description:
       'List a directory of the workspace. Entries are paths relative to the workspace, sorted, directories end with /. ' +
-      `.git and node_modules are skipped; at most ${LIST_CAP_ENTRIES} entries.`,
+      `.git, node_modules and loopstate's data dir are skipped; at most ${LIST_CAP_ENTRIES} entries.`,
     parameters: {
       type: 'object',
       properties: {
@@ -308,7 +233,7 @@ export const listFilesTool: Tool = {
     const rel = optionalStringArg(args, 'path') || '.'
     const recursive = optionalBoolArg(args, 'recursive') ?? false
     const shown = displayPath(rel)
-    const dir = await resolveInWorkspace(ctx.workspace, rel)
+    const dir = await resolvePath(ctx, rel)
     try {
       if (!(await stat(dir)).isDirectory()) throw new ToolError(`${shown} is a file, not a directory; use read_file`)
     } catch (err) {
@@ -317,10 +242,15 @@ export const listFilesTool: Tool = {
 
     const entries: string[] = []
     let cut = false
-    // Depth-first, each directory sorted; symlinks are listed but never entered.
-    const walk = async (abs: string, prefix: string): Promise<void> => {
+    // The data dir is hidden wherever it lies under the listed directory (it is never entered).
+    const hidden = ctx.dataDir === null ? null : await realDir(ctx.dataDir)
+    const realListed = await realpath(dir)
+    // Depth-first, each directory sorted; symlinks are listed but never entered; .git never shows.
+    const walk = async (abs: string, realAbs: string, prefix: string): Promise<void> => {
       const dirents = (await readdir(abs, { withFileTypes: true }))
+        .filter((d) => !hasGitComponent(d.name))
         .filter((d) => !(d.isDirectory() && SKIPPED_DIRS.has(d.name)))
+        .filter((d) => !(d.isDirectory() && path.join(realAbs, d.name) === hidden))
         .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
       for (const d of dirents) {
         if (entries.length >= LIST_CAP_ENTRIES) {
@@ -329,11 +259,11 @@ export const listFilesTool: Tool = {
         }
         const entry = prefix + d.name
         entries.push(d.isDirectory() ? `${entry}/` : entry)
-        if (recursive && d.isDirectory()) await walk(path.join(abs, d.name), `${entry}/`)
+        if (recursive && d.isDirectory()) await walk(path.join(abs, d.name), path.join(realAbs, d.name), `${entry}/`)
       }
     }
     try {
-      await walk(dir, shown === '.' ? '' : `${shown}/`)
+      await walk(dir, realListed, shown === '.' ? '' : `${shown}/`)
     } catch (err) {
       throw fsToolError(err, shown)
     }

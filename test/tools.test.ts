@@ -8,7 +8,7 @@ import { createFindingsLedger } from '../services/findings-tools.ts'
 import { splitCommand } from '../services/run-command.ts'
 import { ToolError, type ToolContext } from '../services/tool-types.ts'
 import { runTool, toolsFor } from '../services/tools.ts'
-import { resolveInWorkspace } from '../services/workspace-tools.ts'
+import { resolveInWorkspace } from '../services/sandbox.ts'
 
 const NO_COMMANDS: RunCommandConfig = { enabled: false, allow: [], timeoutMs: 60_000, env: [], allowInlineCode: false }
 
@@ -139,16 +139,16 @@ describe('workspace confinement', () => {
     ['', 'path is empty'],
     ['a\0b', 'path contains a NUL byte'],
   ])('refuses %j', async (p, message) => {
-    await expect(resolveInWorkspace(ws, p)).rejects.toThrow(ToolError)
-    await expect(resolveInWorkspace(ws, p)).rejects.toThrow(message)
+    await expect(resolveInWorkspace({ workspace: ws, dataDir: null }, p)).rejects.toThrow(ToolError)
+    await expect(resolveInWorkspace({ workspace: ws, dataDir: null }, p)).rejects.toThrow(message)
   })
 
   it('allows paths that stay inside, also through an inner symlink', async () => {
     await mkdir(path.join(ws, 'src'))
     await symlink(path.join(ws, 'src'), path.join(ws, 'link'))
-    const real = await resolveInWorkspace(ws, 'link/new.ts')
+    const real = await resolveInWorkspace({ workspace: ws, dataDir: null }, 'link/new.ts')
     expect(real.endsWith(path.join('ws', 'src', 'new.ts'))).toBe(true)
-    expect(await resolveInWorkspace(ws, 'a/../b.ts')).toMatch(/ws[/\\]b\.ts$/)
+    expect(await resolveInWorkspace({ workspace: ws, dataDir: null }, 'a/../b.ts')).toMatch(/ws[/\\]b\.ts$/)
   })
 
   it('refuses traversal with every tool and writes nothing outside', async () => {
