@@ -3,7 +3,7 @@
  * every state change to the store (and the transition to the loop's history),
  * restores unfinished loops from their snapshots, and lets users talk to them.
  */
-import { cp, mkdir, readFile, rm, stat } from 'node:fs/promises'
+import { cp, mkdir, readFile, realpath, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { createActor, type Actor, type InspectionEvent } from 'xstate'
 import { JsonStore } from '../adapters/json-store.ts'
@@ -25,6 +25,7 @@ import {
   repoRoot,
   workDir,
 } from './git-workspace.ts'
+import { isInside, realDir } from './sandbox.ts'
 import { createLoopServices } from './session-actor.ts'
 import {
   contextOf,
@@ -146,6 +147,8 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
 
 export class Engine {
   readonly dataDir: string
+  /** The data dir no model may reach (null for another store with no dataDir given). */
+  private readonly protectedDataDir: string | null
   readonly store: SnapshotStore
   private readonly factories: Record<string, ProviderFactory>
   private readonly maxConcurrent: number
@@ -176,13 +179,14 @@ export class Engine {
       throw new EngineError(`engine: maxConcurrentLoops must be a positive integer (got ${options.maxConcurrentLoops})`)
     }
     this.historyLimit = options.historyLimit ?? 500
+    // A store of another kind (MemoryStore) has no data dir unless one was named.
+    this.protectedDataDir = options.store === undefined || options.dataDir !== undefined ? this.dataDir : null
     this.inspector = options.inspect
     this.machine = loopMachine.provide(
       createLoopServices({
         provider: (loop, spec) => this.provider(loop, spec),
         durable: async (loop) => this.live.get(loop)?.lastWrite,
-        // A store of another kind (MemoryStore) has no data dir unless one was named.
-        dataDir: options.store === undefined || options.dataDir !== undefined ? this.dataDir : null,
+        dataDir: this.protectedDataDir,
       }),
     )
     if (options.acceptCommands ?? options.store === undefined) {
@@ -201,7 +205,7 @@ export class Engine {
     const parsed = await readTask(spec)
     const config = resolveConfig(loopOptions)
     const dir = resolve(ws ?? process.cwd())
-    await checkWorkspace(dir)
+    await checkWorkspace(dir, this.protectedDataDir)
     const name = await this.reserveName(wanted, slugify(parsed.task.title))
     try {
       this.requireProviders(name, config)
@@ -720,7 +724,7 @@ async function readTask(spec: LoopTaskSpec): Promise<Pick<LoopInput, 'task' | 's
   return parsePlan(text, spec.planFile)
 }
 
-async function checkWorkspace(dir: string): Promise<void> {
+async function checkWorkspace(dir: string, dataDir: string | null): Promise<void> {
   let s
   try {
     s = await stat(dir)
@@ -728,4 +732,7 @@ async function checkWorkspace(dir: string): Promise<void> {
     throw new EngineError(`workspace: ${dir} does not exist`)
   }
   if (!s.isDirectory()) throw new EngineError(`workspace: ${dir} is not a directory`)
+  if (dataDir !== null && isInside(await realDir(dataDir), await realpath(dir))) {
+    throw new EngineError(`workspace: ${dir} is inside the data dir ${dataDir}; the model would reach every loop's records`)
+  }
 }

@@ -48,11 +48,16 @@ export async function openRegular(
   maxBytes: number,
   what: 'read' | 'edit',
 ): Promise<{ handle: FileHandle; size: number }> {
+  // Checked before the open (a socket cannot be opened at all) and again on the descriptor.
+  const check = (s: Stats) => {
+    if (s.isDirectory()) throw new ToolError(`${shown} is a directory; use list_files`)
+    if (!s.isFile()) throw new ToolError(`path '${shown}' is refused: ${SPECIAL_RULE} (${kindOf(s)})`)
+  }
+  check(await lstat(file))
   const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW)
   try {
     const s = await handle.stat()
-    if (s.isDirectory()) throw new ToolError(`${shown} is a directory; use list_files`)
-    if (!s.isFile()) throw new ToolError(`path '${shown}' is refused: ${SPECIAL_RULE} (${kindOf(s)})`)
+    check(s)
     if (s.size > maxBytes) {
       throw new ToolError(
         `path '${shown}' is refused: it is ${formatBytes(s.size)}, over the ${what} limit of ${formatBytes(maxBytes)} (maxReadBytes)`,
@@ -73,19 +78,25 @@ export interface LineRead {
   end: number
   /** One line alone was longer than the cap: `text` is its head. */
   cutLine: boolean
-  /** Lines in the file (a last line without `\n` counts). */
-  total: number
+  /** Lines in the file (a last line without `\n` counts), or null when the file goes on past what was counted. */
+  total: number | null
   binary: boolean
 }
 
 const CHUNK = 64 * 1024
+/** Once the lines to return are in hand, the rest of the file is only scanned (to count its lines) up to here. */
+const COUNT_LIMIT = 4 * 1024 * 1024
+
+/** The part of a FileHandle that readLines uses. */
+export type Readable = Pick<FileHandle, 'read'>
 
 /**
  * Reads lines [from, to) of an open file, at most `cap` bytes of them (at least
- * the head of the first one), counting the file's lines as it goes. Holds one chunk
- * and what it returns, never the whole file. A NUL byte in the first 8 KB marks it binary.
+ * the head of the first one), counting the file's lines as it goes (up to
+ * COUNT_LIMIT bytes once the lines are in hand). Holds one chunk and what it
+ * returns, never the whole file. A NUL byte in the first 8 KB marks it binary.
  */
-export async function readLines(handle: FileHandle, from: number, to: number, cap: number): Promise<LineRead> {
+export async function readLines(handle: Readable, from: number, to: number, cap: number): Promise<LineRead> {
   const kept: Buffer[] = []
   let keptBytes = 0
   let current: Buffer[] = []
@@ -130,6 +141,10 @@ export async function readLines(handle: FileHandle, from: number, to: number, ca
   }
 
   for (;;) {
+    if (!collecting && position >= COUNT_LIMIT) {
+      const text = cutLine ? kept[0]!.toString() : kept.map((b) => b.toString()).join('\n')
+      return { text, end, cutLine, total: null, binary: false }
+    }
     const { bytesRead } = await handle.read(buffer, 0, CHUNK, position)
     if (bytesRead === 0) break
     const chunk = buffer.subarray(0, bytesRead)

@@ -132,16 +132,17 @@ export const readFileTool: Tool = {
     }
     if (read === null) return `(${shown} is empty)`
     if (read.binary) throw new ToolError(`${shown} is a binary file (${size} bytes)`)
-    if (offset > read.total) {
+    if (read.total !== null && offset > read.total) {
       throw new ToolError(`offset ${offset} is past the end of ${shown} (${read.total} lines)`)
     }
-    const to = limit === undefined ? read.total : Math.min(read.total, offset - 1 + limit)
     if (read.cutLine) {
       return `${read.text}\n[line ${offset} of ${shown} is longer than ${READ_CAP_BYTES / 1024} KB; only its start is shown]`
     }
     if (read.end === read.total) return read.text
-    const why = read.end < to ? `cut at ${READ_CAP_BYTES / 1024} KB: ` : ''
-    return `${read.text}\n[${why}lines ${offset}-${read.end} of ${read.total} shown; read on with offset=${read.end + 1}]`
+    const to = limit === undefined ? read.total : Math.min(read.total ?? Infinity, offset - 1 + limit)
+    const why = to === null || read.end < to ? `cut at ${READ_CAP_BYTES / 1024} KB: ` : ''
+    const of = read.total === null ? 'of more' : `of ${read.total}`
+    return `${read.text}\n[${why}lines ${offset}-${read.end} ${of} shown; read on with offset=${read.end + 1}]`
   },
 }
 
