@@ -333,7 +333,14 @@ export class Engine {
           throw (err as NodeJS.ErrnoException).code === 'EEXIST' ? exists() : err
         })
         madeCopy = workspace
-        await cp(source.context.workspace, workspace, { recursive: true, errorOnExist: true, force: false })
+        // The data dir, when it lies in the workspace, is not copied: the fork's model would read its copy.
+        const dataDir = this.protectedDataDir === null ? null : resolve(this.protectedDataDir)
+        await cp(source.context.workspace, workspace, {
+          recursive: true,
+          errorOnExist: true,
+          force: false,
+          filter: (src) => dataDir === null || resolve(src) !== dataDir,
+        })
       }
       const snapshot: PersistedLoop = {
         ...source,

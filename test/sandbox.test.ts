@@ -106,6 +106,14 @@ describe('the data dir, inside the default workspace', () => {
     expect(engine.handle('victim')!.view().status).toBe('running')
   })
 
+  it("a fork's copy of the workspace leaves the data dir behind", async () => {
+    const { engine } = await attack([['write_file', { path: 'a.txt', content: 'a' }]])
+    const at = (await engine.history('attacker')).find((x) => x.to === 'running.auditing.watching')!
+    const fork = await engine.fork('attacker', { at: at.seq, name: 'copy', workspace: join(root, 'copy') })
+    expect(await fork.done).toMatchObject({ status: 'completed' })
+    expect(Object.keys(await treeState(join(root, 'copy')))).toEqual(['a.txt'])
+  })
+
   it('refuses a workspace inside the data dir before anything is saved', async () => {
     const engine = await createEngine({ dataDir, resume: false, onProblem: () => {} })
     engines.push(engine)
