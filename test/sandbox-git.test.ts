@@ -124,6 +124,24 @@ describe('git cannot be turned against the user', () => {
     expect(git(repo, 'rev-parse', 'main')).toBe(base)
   })
 
+  it('a worktree tampered with while no engine ran ends workspace_failed when it is resumed', async () => {
+    const model = join(root, 'hang.json')
+    await writeFile(model, JSON.stringify({ coder: [{ type: 'hang' }] }))
+    const dataDir = join(root, 'data')
+    const a = await createEngine({ dataDir, resume: false, onProblem: () => {} })
+    const h = await a.start({ goal: 'later' }, { name: 'later', models: [`scripted:${model}`], workspace: repo, stallTimeoutMs: 600_000 })
+    await a.close()
+    const wt = worktreePath(repo, 'later')
+    await writeFile(join(wt, '.git'), 'gitdir: ../../project/.git\n')
+    const b = await createEngine({ dataDir, onProblem: () => {} })
+    engines.push(b)
+    const out = await b.handle(h.name)!.done
+    expect(out).toMatchObject({ status: 'errored', reason: 'workspace_failed' })
+    expect(out.error?.message).toBe(
+      `workspace: ${wt}/.git was changed: it points to ../../project/.git, not ${join(repo, '.git', 'worktrees', 'later')}`,
+    )
+  })
+
   it("runs none of the programs the repository's config names (filters, hooks, fsmonitor) while it makes the worktree and commits", async () => {
     const marker = (what: string) => join(root, `PWNED-${what}`)
     // the repository's own files use the filter, so checking out the worktree would run smudge
