@@ -562,6 +562,16 @@ async function inspectCommand(opts: { port?: number; host?: string; data?: strin
     throw new CliError(message(e))
   }
   out(`viewer at ${viewer.url} (loops of ${dataDir}; live from the store, or streamed with --inspect ${viewer.inspectUrl})`)
+  if (viewer.token !== null) {
+    out(`token required on every request (?token=, Authorization: Bearer, or the cookie the page sets): ${viewer.token}`)
+    if (opts.host === '0.0.0.0' || opts.host === '::') {
+      const { networkInterfaces } = await import('node:os')
+      const others = Object.values(networkInterfaces())
+        .flat()
+        .flatMap((a) => (a && !a.internal && a.family === 'IPv4' ? [a.address] : []))
+      for (const ip of others) out(`also at http://${ip}:${viewer.port}/?token=${viewer.token}`)
+    }
+  }
   out('Ctrl-C stops it')
   return new Promise<number>((resolveExit) => {
     const stop = (code: number) => () => void viewer.close().then(() => resolveExit(code))
@@ -769,7 +779,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .command('inspect')
     .description('serve the loop viewer (statecharts, event logs, context, past snapshots) on 127.0.0.1')
     .option('--port <n>', 'port (default 4747; 0 picks a free one)', count)
-    .option('--host <host>', 'address to listen on (default 127.0.0.1); another one is refused unless given here, with a warning')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1); a non-loopback one requires the random token printed at start')
     .option('--data <dir>', dataHelp)
     .action(act((opts: { port?: number; host?: string; data?: string }) => inspectCommand(opts)))
 

@@ -1,15 +1,22 @@
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
+import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createWebSocketInspector } from '@statelyai/inspect'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { WebSocket } from 'ws'
+import { WebSocket, type ClientOptions } from 'ws'
 import { MemoryStore } from '../adapters/memory-store.ts'
 import { createEngine, type Engine } from '../services/engine.ts'
 import { serializeChart, type ChartState } from '../services/inspect/chart.ts'
 import { createStatelyInspect } from '../services/inspect/stately.ts'
-import { checkBindHost, startViewer, type LoopPayload, type LoopSummary, type Viewer } from '../services/inspect/viewer-server.ts'
+import {
+  checkBindHost,
+  startViewer,
+  VIEWER_LIMITS,
+  type LoopPayload,
+  type LoopSummary,
+  type Viewer,
+} from '../services/inspect/viewer-server.ts'
 import { sectionedFixture } from './helpers/viewer-fixtures.ts'
 
 const find = (s: ChartState, path: string): ChartState | undefined =>
@@ -27,9 +34,16 @@ function get(url: string, headers: Record<string, string> = {}): Promise<{ statu
   })
 }
 
+/** `/ws/page` of the viewer (with its token, if it has one). */
+function pageUrl(viewer: Viewer): string {
+  const u = new URL(viewer.inspectUrl)
+  u.pathname = '/ws/page'
+  return u.toString()
+}
+
 /** A page client of the viewer: collects what the server pushes. */
 async function pageClient(viewer: Viewer) {
-  const ws = new WebSocket(`${viewer.inspectUrl}ws/page`)
+  const ws = new WebSocket(pageUrl(viewer))
   const messages: { type: string; [k: string]: unknown }[] = []
   ws.on('message', (d) => messages.push(JSON.parse(d.toString())))
   await new Promise((r) => ws.once('open', r))
@@ -38,6 +52,66 @@ async function pageClient(viewer: Viewer) {
     select: (name: string) => ws.send(JSON.stringify({ type: 'select', name })),
     loops: (): LoopSummary[] => ((messages.filter((m) => m.type === 'loops').at(-1)?.loops as LoopSummary[]) ?? []),
     close: () => ws.close(),
+  }
+}
+
+type Connected = { ws: WebSocket; messages: string[] }
+type Refused = { status: number; body: string }
+
+/** A `ws` client: open (collecting messages from the first), or the HTTP answer that refused the upgrade. */
+function connect(url: string, options: ClientOptions = {}): Promise<Connected | Refused> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, options)
+    const messages: string[] = []
+    ws.on('message', (d) => messages.push(d.toString()))
+    ws.once('open', () => resolve({ ws, messages }))
+    ws.once('unexpected-response', (_req, res) => {
+      let body = ''
+      res.on('data', (c) => (body += c))
+      res.on('end', () => resolve({ status: res.statusCode!, body }))
+    })
+    ws.once('error', reject)
+  })
+}
+
+async function opened(url: string, options: ClientOptions = {}): Promise<Connected> {
+  const c = await connect(url, options)
+  if (!('ws' in c)) throw new Error(`${url}: refused ${c.status} ${c.body}`)
+  return c
+}
+
+async function refused(url: string, options: ClientOptions = {}): Promise<Refused> {
+  const c = await connect(url, options)
+  if ('ws' in c) {
+    c.ws.terminate()
+    throw new Error(`${url}: opened; expected a refusal`)
+  }
+  return c
+}
+
+const sendFrame = (ws: WebSocket, text: string) => new Promise<void>((r, j) => ws.send(text, (e) => (e ? j(e) : r())))
+
+/** The machine's first non-loopback IPv4 address, if it has one. */
+function lanAddress(): string | null {
+  for (const a of Object.values(networkInterfaces()).flat()) if (a && !a.internal && a.family === 'IPv4') return a.address
+  return null
+}
+
+/** Runs a one-section loop to its end in the store `data`; returns its history (the seq of a snapshot included). */
+async function storeLoop(dir: string, data: string, name: string): Promise<{ snapshotSeq: number }> {
+  const ws = join(dir, `ws-${name}`)
+  await mkdir(ws)
+  const f = sectionedFixture({ sections: 1 })
+  const scenario = join(dir, `${name}.json`)
+  await writeFile(scenario, JSON.stringify(f.scenario))
+  const engine = await createEngine({ dataDir: data, resume: false })
+  try {
+    await (await engine.start({ plan: f.plan }, { name, models: [`scripted:${scenario}`], workspace: ws })).done
+    const seq = (await engine.history(name)).find((e) => e.snapshot !== undefined)?.seq
+    if (seq === undefined) throw new Error('no snapshot in the history')
+    return { snapshotSeq: seq }
+  } finally {
+    await engine.close()
   }
 }
 
@@ -71,12 +145,10 @@ describe('viewer server', () => {
     expect(checkBindHost('127.0.0.1', false)).toBeNull()
     expect(checkBindHost('localhost', false)).toBeNull()
     expect(checkBindHost('::1', false)).toBeNull()
-    expect(() => checkBindHost('0.0.0.0', false)).toThrow(
-      'inspect: refusing to listen on 0.0.0.0 without --host; the viewer has no authentication',
-    )
-    expect(checkBindHost('0.0.0.0', true)).toMatch(/^inspect: warning: listening on 0\.0\.0\.0 without authentication/)
+    expect(() => checkBindHost('0.0.0.0', false)).toThrow('inspect: refusing to listen on 0.0.0.0 without --host; it is not a loopback address')
+    expect(checkBindHost('0.0.0.0', true)).toMatch(/^inspect: listening on 0\.0\.0\.0, not a loopback address: a token is required on every request/)
     await expect(startViewer({ dataDir: dir, port: 0, host: '0.0.0.0', explicitHost: false })).rejects.toThrow(
-      'inspect: refusing to listen on 0.0.0.0 without --host; the viewer has no authentication',
+      'inspect: refusing to listen on 0.0.0.0 without --host; it is not a loopback address',
     )
   })
 
@@ -201,5 +273,238 @@ describe('viewer server', () => {
     await inspect.close()
     await until('not live', () => page.loops().find((l) => l.name === 'hanging' && !l.live))
     page.close()
+  })
+
+  it('serves its exact origin only: forged Host, Origin and Sec-Fetch-Site are refused on HTTP and on both WebSockets', async () => {
+    viewer = await startViewer({ dataDir: join(dir, 'data'), port: 0 })
+    const port = viewer.port
+    const other = port === 65535 ? port - 1 : port + 1
+    const api = `http://127.0.0.1:${port}/api/loops`
+    const self = `http://127.0.0.1:${port}`
+    expect(viewer.token).toBeNull()
+    expect(viewer.url).toBe(`${self}/`)
+
+    // HTTP: what a browser sends from the viewer's own page passes ...
+    const allowed: Record<string, string>[] = [{}, { origin: self }, { 'sec-fetch-site': 'same-origin' }, { 'sec-fetch-site': 'none' }, { host: `localhost:${port}` }]
+    for (const headers of allowed) {
+      const r = await get(api, headers)
+      expect(r.status, JSON.stringify(headers)).toBe(200)
+      expect(JSON.parse(r.body)).toEqual([])
+    }
+    // ... what a page of another port, or a rebound name, sends does not
+    const cases: [Record<string, string>, string][] = [
+      [{ origin: 'http://127.0.0.1:5555' }, `inspect: origin http://127.0.0.1:5555 is not this viewer (${self})`],
+      [{ origin: `http://127.0.0.1:${other}` }, `inspect: origin http://127.0.0.1:${other} is not this viewer (${self})`],
+      [{ origin: `http://localhost:${port}` }, `inspect: origin http://localhost:${port} is not this viewer (${self})`],
+      [{ origin: 'null' }, `inspect: origin null is not this viewer (${self})`],
+      [{ 'sec-fetch-site': 'same-site' }, `inspect: a same-site request (Sec-Fetch-Site) is refused; only this viewer's own page (${self}) may use it`],
+      [{ 'sec-fetch-site': 'cross-site' }, `inspect: a cross-site request (Sec-Fetch-Site) is refused; only this viewer's own page (${self}) may use it`],
+      [{ host: `127.0.0.1:${other}` }, `inspect: Host 127.0.0.1:${other} is not this viewer (a loopback name with port ${port}, e.g. 127.0.0.1:${port})`],
+      [{ host: `attacker.example:${port}` }, `inspect: Host attacker.example:${port} is not this viewer (a loopback name with port ${port}, e.g. 127.0.0.1:${port})`],
+      [{ host: `attacker.example:${port}`, origin: `http://attacker.example:${port}` }, `inspect: Host attacker.example:${port} is not this viewer (a loopback name with port ${port}, e.g. 127.0.0.1:${port})`],
+    ]
+    for (const [headers, error] of cases) {
+      for (const path of ['/', '/app.js', '/api/chart', '/api/loops']) {
+        const r = await get(`${self}${path}`, headers)
+        expect(r.status, `${path} ${JSON.stringify(headers)}`).toBe(403)
+        expect(JSON.parse(r.body)).toEqual({ error })
+      }
+    }
+
+    // WebSockets: the page's and the relay (any other path), same rules
+    for (const path of ['/ws/page', '/', '/any/relay/path']) {
+      const url = `ws://127.0.0.1:${port}${path}`
+      for (const [headers, error] of cases) {
+        const { origin, ...rest } = headers
+        const r = await refused(url, { origin, headers: rest })
+        expect(r.status, `${path} ${JSON.stringify(headers)}`).toBe(403)
+        expect(JSON.parse(r.body)).toEqual({ error })
+      }
+      // an engine's ws client sends no Origin: allowed on loopback; so is the viewer's own page
+      for (const options of [{}, { origin: self }, { origin: `http://localhost:${port}`, headers: { host: `localhost:${port}` } }]) {
+        const c = await opened(url, options)
+        c.ws.close()
+      }
+    }
+    await until('no socket left', () => viewer!.stats().pages === 0 && viewer!.stats().relays === 0)
+  })
+
+  it('--host: a non-loopback bind requires the token on every endpoint, as ?token=, Bearer header or the cookie its page sets', async () => {
+    const data = join(dir, 'data')
+    const { snapshotSeq } = await storeLoop(dir, data, 'guarded')
+    const lan = lanAddress()
+    const logs: string[] = []
+    // bound to the machine's address if it has one, else to every address (reached through 127.0.0.1): either is not loopback
+    viewer = await startViewer({ dataDir: data, port: 0, host: lan ?? '0.0.0.0', log: (l) => logs.push(l) })
+    const token = viewer.token!
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/)
+    const base = `http://${lan ?? '127.0.0.1'}:${viewer.port}`
+    expect(viewer.url).toBe(`${base}/?token=${token}`)
+    expect(viewer.inspectUrl).toBe(`ws://${lan ?? '127.0.0.1'}:${viewer.port}/?token=${token}`)
+    expect(logs).toEqual([expect.stringMatching(/^inspect: listening on .*, not a loopback address: a token is required on every request and WebSocket/)])
+
+    // the page with ?token= sets the cookie (only the page does)
+    const page = await get(`${base}/?token=${token}`)
+    expect(page.status).toBe(200)
+    expect(page.headers['set-cookie']).toEqual([`loopstate-inspect-${viewer.port}=${token}; HttpOnly; SameSite=Strict; Path=/`])
+    const cookie = (page.headers['set-cookie'] as string[])[0]!.split(';')[0]!
+    expect((await get(`${base}/api/loops?token=${token}`)).headers['set-cookie']).toBeUndefined()
+
+    const endpoints: [string, number][] = [
+      ['/', 200],
+      ['/index.html', 200],
+      ['/app.js', 200],
+      ['/style.css', 200],
+      ['/api/chart', 200],
+      ['/api/loops', 200],
+      ['/api/loops/guarded', 200],
+      ['/api/loops/guarded/history', 200],
+      [`/api/loops/guarded/history/${snapshotSeq}`, 200],
+      ['/api/loops/nope', 404],
+      ['/nope', 404],
+    ]
+    const wrong = token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A')
+    for (const [path, status] of endpoints) {
+      const bare = await get(`${base}${path}`)
+      expect(bare.status, path).toBe(401)
+      expect(bare.headers['www-authenticate']).toBe('Bearer')
+      expect(JSON.parse(bare.body).error).toMatch(/^inspect: this viewer requires its token \(printed by loopstate inspect at start\)/)
+      expect(bare.body).not.toContain(token)
+      for (const r of [await get(`${base}${path}?token=${wrong}`), await get(`${base}${path}`, { authorization: `Bearer ${wrong}` })]) {
+        expect(r.status, path).toBe(401)
+        expect(JSON.parse(r.body).error).toMatch(/^inspect: wrong token/)
+      }
+      const sep = path.includes('?') ? '&' : '?'
+      for (const r of [
+        await get(`${base}${path}${sep}token=${token}`),
+        await get(`${base}${path}`, { authorization: `Bearer ${token}` }),
+        // the cookie, as the page's own requests send it (with a Referer of the page)
+        await get(`${base}${path}`, { cookie, referer: viewer.url }),
+      ]) {
+        expect(r.status, path).toBe(status)
+      }
+      // the cookie without a sign of the viewer's own page (what a no-cors load of another port sends)
+      const loose = await get(`${base}${path}`, { cookie, referer: `http://${lan ?? '127.0.0.1'}:5555/` })
+      expect(loose.status, path).toBe(401)
+      expect(JSON.parse(loose.body).error).toMatch(/^inspect: the token cookie counts only on requests of this viewer's own page/)
+    }
+    const loops = JSON.parse((await get(`${base}/api/loops`, { cookie, referer: viewer.url })).body) as LoopSummary[]
+    expect(loops.map((l) => l.name)).toEqual(['guarded'])
+    // the token does not lift the exact-origin rule (a cookie is sent from every port of the host)
+    const foreign = `http://${lan ?? '127.0.0.1'}:5555`
+    const cross = await get(`${base}/api/loops`, { cookie, origin: foreign })
+    expect(cross.status).toBe(403)
+    expect(JSON.parse(cross.body)).toEqual({ error: `inspect: origin ${foreign} is not this viewer (${base})` })
+
+    // both WebSockets
+    const wsBase = `ws://${lan ?? '127.0.0.1'}:${viewer.port}`
+    for (const path of ['/ws/page', '/']) {
+      const bare = await refused(`${wsBase}${path}`)
+      expect(bare.status, path).toBe(401)
+      expect(JSON.parse(bare.body).error).toMatch(/^inspect: this viewer requires its token/)
+      expect((await refused(`${wsBase}${path}?token=${wrong}`)).status).toBe(401)
+      expect((await refused(`${wsBase}${path}?token=${token}`, { origin: foreign })).status).toBe(403)
+      for (const c of [
+        await opened(`${wsBase}${path}?token=${token}`),
+        await opened(`${wsBase}${path}`, { headers: { authorization: `Bearer ${token}` } }),
+        await opened(`${wsBase}${path}`, { headers: { cookie }, origin: base }),
+      ]) {
+        if (path === '/ws/page') {
+          await until('the loops', () => c.messages.map((m) => JSON.parse(m)).find((m) => m.type === 'loops'))
+          const list = c.messages.map((m) => JSON.parse(m)).find((m) => m.type === 'loops').loops as LoopSummary[]
+          expect(list.map((l) => l.name)).toEqual(['guarded'])
+        }
+        c.ws.close()
+      }
+    }
+  })
+
+  it('--host: an engine streams to the tokened inspectUrl; without the token it is refused (401)', async () => {
+    const lan = lanAddress()
+    viewer = await startViewer({ dataDir: join(dir, 'data'), port: 0, host: lan ?? '0.0.0.0', log: () => {} })
+    const problems: string[] = []
+    const bare = createStatelyInspect(viewer.inspectUrl.replace(/\?.*$/, ''), { onProblem: (m) => problems.push(m), reconnectMs: 50 })
+    await until('the refusal', () => problems.find((p) => p.includes('401')))
+    expect(bare.connected()).toBe(false)
+    await bare.close(100)
+    expect(viewer.stats().relays).toBe(0)
+
+    const ws = join(dir, 'ws')
+    await mkdir(ws)
+    const f = sectionedFixture({ sections: 1 })
+    const scenario = join(dir, 's.json')
+    await writeFile(scenario, JSON.stringify(f.scenario))
+    const inspect = createStatelyInspect(viewer.inspectUrl)
+    expect(inspect.url).toBe(viewer.inspectUrl) // the query (the token) is kept
+    engine = await createEngine({ store: new MemoryStore(), inspect: inspect.inspect })
+    const page = await pageClient(viewer)
+    await (await engine.start({ plan: f.plan }, { name: 'tokened', models: [`scripted:${scenario}`], workspace: ws })).done
+    const done = await until('the streamed loop', () => page.loops().find((l) => l.name === 'tokened' && l.status === 'completed'))
+    expect(done.sources).toEqual({ store: false, inspector: true })
+    await inspect.close()
+    page.close()
+  })
+
+  it('caps frames (1009), the relay replay buffer by bytes, and drops a client that does not read', async () => {
+    expect(VIEWER_LIMITS).toEqual({
+      pageFrame: 64 * 1024,
+      relayFrame: 1024 * 1024,
+      replayFrames: 200,
+      replayBytes: 8 * 1024 * 1024,
+      maxBuffered: 16 * 1024 * 1024,
+    })
+    viewer = await startViewer({ dataDir: join(dir, 'data'), port: 0 })
+    const closeCode = (c: Connected, text: string) =>
+      new Promise<number>((r) => {
+        c.ws.once('close', (code) => r(code))
+        c.ws.send(text)
+      })
+    // one frame over the cap closes its sender, and nothing of it is kept
+    expect(await closeCode(await opened(viewer.inspectUrl), 'x'.repeat(VIEWER_LIMITS.relayFrame + 1))).toBe(1009)
+    expect(await closeCode(await opened(pageUrl(viewer)), 'x'.repeat(VIEWER_LIMITS.pageFrame + 1))).toBe(1009)
+    expect(viewer.stats()).toMatchObject({ replayFrames: 0, replayBytes: 0 })
+
+    // frames just under the cap pass and are relayed; the replay keeps the newest, at most replayBytes
+    const sender = await opened(viewer.inspectUrl)
+    const watcher = await opened(viewer.inspectUrl)
+    const frame = (i: number) => JSON.stringify({ type: 'noise', sessionId: `n${String(i).padStart(3, '0')}`, pad: 'x'.repeat(VIEWER_LIMITS.relayFrame - 100) })
+    const size = Buffer.byteLength(frame(0))
+    expect(size).toBeLessThanOrEqual(VIEWER_LIMITS.relayFrame)
+    const count = 3 * Math.ceil(VIEWER_LIMITS.replayBytes / size)
+    for (let i = 0; i < count; i++) await sendFrame(sender.ws, frame(i))
+    await until('every frame relayed', () => watcher.messages.length === count)
+    const kept = Math.floor(VIEWER_LIMITS.replayBytes / size)
+    expect(viewer.stats()).toMatchObject({ relays: 2, replayFrames: kept, replayBytes: kept * size })
+    const late = await opened(viewer.inspectUrl)
+    await until('the replay', () => late.messages.length === kept)
+    expect(late.messages.map((m) => JSON.parse(m).sessionId)).toEqual(
+      Array.from({ length: kept }, (_, k) => `n${String(count - kept + k).padStart(3, '0')}`),
+    )
+    expect(late.messages.reduce((n, m) => n + Buffer.byteLength(m), 0)).toBeLessThanOrEqual(VIEWER_LIMITS.replayBytes)
+    late.ws.close()
+    await until('late gone', () => viewer!.stats().relays === 2)
+
+    // a client that stops reading: its queue grows until the server drops it (the others stay)
+    const slow = await opened(viewer.inspectUrl)
+    slow.ws.pause()
+    await until('slow counted', () => viewer!.stats().relays === 3)
+    // kernel socket buffers take a few MB before the server's queue grows
+    const bound = 4 * Math.ceil(VIEWER_LIMITS.maxBuffered / size)
+    let sent = 0
+    while (viewer.stats().relays === 3 && sent < bound) {
+      await sendFrame(sender.ws, frame(count + sent))
+      sent++
+      await until('relayed', () => watcher.messages.length === count + sent)
+    }
+    await until('the slow client dropped', () => viewer!.stats().relays === 2)
+    expect(sender.ws.readyState).toBe(WebSocket.OPEN)
+    expect(watcher.ws.readyState).toBe(WebSocket.OPEN)
+    expect(viewer.stats().replayBytes).toBeLessThanOrEqual(VIEWER_LIMITS.replayBytes)
+    // reading again, it finds its connection cut (terminated: no close frame)
+    const cut = new Promise<number>((r) => slow.ws.once('close', (code) => r(code)))
+    slow.ws.resume()
+    expect(await cut).toBe(1006)
+    sender.ws.close()
+    watcher.ws.close()
   })
 })

@@ -6,12 +6,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { networkInterfaces, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startViewer, type Viewer } from '../services/inspect/viewer-server.ts'
+import { WebSocket } from 'ws'
+import { startViewer, type LoopSummary, type Viewer } from '../services/inspect/viewer-server.ts'
 import { sectionedFixture } from './helpers/viewer-fixtures.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -30,12 +33,80 @@ async function launch(): Promise<Browser> {
   })
 }
 
+/** The machine's first non-loopback IPv4 address, if it has one. */
+function lanAddress(): string | null {
+  for (const a of Object.values(networkInterfaces()).flat()) if (a && !a.internal && a.family === 'IPv4') return a.address
+  return null
+}
+
+/**
+ * An attacker's page on another port (a second real HTTP server). Against the viewer at `target`
+ * (`http://host:port`) it tries: (a) its page socket, reading what it pushes; (b) its relay,
+ * sending `fake` (an `@xstate.actor` frame); (c) fetch of /api/loops, cors and no-cors; (d) the
+ * API as a `<script src>`. It records what happened in `window.results`; `window.attackDone`
+ * once every attempt has settled.
+ */
+async function attackerServer(host: string, target: string, fake: string): Promise<{ url: string; server: Server }> {
+  const script = `
+    const V = ${JSON.stringify(target)}
+    const W = V.replace(/^http/, 'ws')
+    const results = { page: [], relay: [], cors: null, noCors: null, script: null }
+    window.results = results
+    function sock(url, log, onOpen) {
+      return new Promise((done) => {
+        const ws = new WebSocket(url)
+        ws.onopen = () => { log.push('open'); onOpen(ws) }
+        ws.onmessage = (m) => { log.push('message:' + String(m.data).slice(0, 200)); ws.close() }
+        ws.onerror = () => log.push('error')
+        ws.onclose = (e) => { log.push('close:' + e.code); done() }
+      })
+    }
+    Promise.all([
+      sock(W + '/ws/page', results.page, () => {}),
+      sock(W + '/', results.relay, (ws) => { ws.send(${JSON.stringify(fake)}); ws.close() }),
+      fetch(V + '/api/loops?cors').then(async (r) => { results.cors = 'read:' + r.status + ':' + (await r.text()) }, (e) => { results.cors = 'rejected:' + e.name }),
+      fetch(V + '/api/loops?no-cors', { mode: 'no-cors' }).then(async (r) => { results.noCors = r.type + ':' + r.status + ':' + (await r.text()) }, (e) => { results.noCors = 'rejected:' + e.name }),
+      new Promise((done) => {
+        const s = document.createElement('script')
+        s.src = V + '/api/loops?script'
+        s.onload = () => { results.script = 'load'; done() }
+        s.onerror = () => { results.script = 'error'; done() }
+        document.head.append(s)
+      }),
+    ]).then(() => { window.attackDone = true })
+  `
+  const server = createServer((req, res) => {
+    if (req.url !== '/') {
+      res.writeHead(404).end()
+      return
+    }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+    res.end(`<!doctype html><title>not the viewer</title><script>${script}</script>`)
+  })
+  await new Promise<void>((r) => server.listen(0, host, r))
+  return { url: `http://${host}:${(server.address() as AddressInfo).port}/`, server }
+}
+
+/** An `@xstate.actor` frame that registers a loop `name`: the context of a real loop of the store, renamed. */
+async function fakeLoopFrame(dataDir: string, from: string, name: string): Promise<string> {
+  const record = JSON.parse(await readFile(join(dataDir, 'loops', `${from}.json`), 'utf8')) as { snapshot: { value: unknown; context: Record<string, unknown> } }
+  return JSON.stringify({
+    type: '@xstate.actor',
+    sessionId: `x:${name}`,
+    name: 'loop',
+    createdAt: String(Date.now()),
+    snapshot: { status: 'active', value: record.snapshot.value, context: { ...record.snapshot.context, name } },
+  })
+}
+
 describe('viewer in a browser', { timeout: 60_000 }, () => {
   let browser: Browser
   let dir: string
   let viewer: Viewer | null = null
   let child: ChildProcess | null = null
   let requests: string[]
+  let servers: Server[] = []
+  let contexts: BrowserContext[] = []
 
   beforeAll(async () => {
     await mkdir(ARTIFACTS, { recursive: true })
@@ -51,6 +122,13 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
   afterEach(async () => {
     if (child && child.exitCode === null) child.kill('SIGKILL')
     child = null
+    for (const c of contexts) await c.close()
+    contexts = []
+    for (const s of servers) {
+      s.closeAllConnections()
+      await new Promise((r) => s.close(r))
+    }
+    servers = []
     await viewer?.close()
     viewer = null
     await rm(dir, { recursive: true, force: true })
@@ -192,6 +270,161 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
     // init→coding, →auditing, →completed
     await waitUntil(page, `document.querySelectorAll('#event-log tbody tr').length === 3`, 5000)
     expectOnlyLocalRequests()
+    await page.close()
+  })
+
+  /**
+   * Runs the attacker's page (served from `attacker`) in `context` against the viewer at `target`.
+   * Returns what the page got, and the HTTP statuses the viewer answered to its requests (from
+   * the DevTools protocol: a cors-blocked response is unreadable by the page, not by DevTools).
+   */
+  async function attack(context: BrowserContext, attacker: string, target: string) {
+    const page = await context.newPage()
+    const cdp = await context.newCDPSession(page)
+    await cdp.send('Network.enable')
+    const urls = new Map<string, string>()
+    const statuses = new Map<string, number>()
+    const sentCookies = new Map<string, string>()
+    cdp.on('Network.requestWillBeSent', (e) => urls.set(e.requestId, e.request.url))
+    cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
+      const cookie = Object.entries(e.headers).find(([k]) => k.toLowerCase() === 'cookie')?.[1]
+      if (cookie !== undefined) sentCookies.set(e.requestId, String(cookie))
+    })
+    cdp.on('Network.responseReceivedExtraInfo', (e) => statuses.set(e.requestId, e.statusCode))
+    await page.goto(attacker)
+    await page.waitForFunction('window.attackDone === true', undefined, { timeout: 15_000 })
+    const results = (await page.evaluate('window.results')) as {
+      page: string[]
+      relay: string[]
+      cors: string
+      noCors: string
+      script: string
+    }
+    const answered = () => {
+      const m = new Map<string, { status: number; cookie: string | undefined }>()
+      for (const [id, url] of urls) {
+        const u = new URL(url)
+        if (u.origin === target && statuses.has(id)) m.set(u.search, { status: statuses.get(id)!, cookie: sentCookies.get(id) })
+      }
+      return m
+    }
+    const deadline = Date.now() + 10_000
+    while (answered().size < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25))
+    await page.close()
+    return { results, answered: answered() }
+  }
+
+  /** `refusals`: the statuses the viewer may refuse with (401 where a token is required: a no-cors load may show no origin). */
+  function expectNothingRead(r: Awaited<ReturnType<typeof attack>>, refusals: number[] = [403]): void {
+    // (a), (b): the sockets never opened, so nothing was read and nothing sent
+    for (const log of [r.results.page, r.results.relay]) {
+      expect(log).not.toContain('open')
+      expect(log.filter((l) => l.startsWith('message:'))).toEqual([])
+      expect(log).toContain('error')
+      expect(log.at(-1)).toBe('close:1006')
+    }
+    // (c), (d): nothing readable in the page ...
+    expect(r.results.cors).toBe('rejected:TypeError')
+    expect(r.results.noCors).toMatch(/^(opaque:0:|rejected:TypeError)$/)
+    expect(r.results.script).toBe('error')
+    // ... and the viewer refused them itself (it did not serve the data and leave it to the browser to hide)
+    expect([...r.answered.keys()].sort()).toEqual(['?cors', '?no-cors', '?script'])
+    for (const [what, { status }] of r.answered) expect(refusals, what).toContain(status)
+    expect(r.answered.get('?cors')!.status).toBe(403) // it shows its Origin
+  }
+
+  const listed = async (viewerUrl: string, headers: Record<string, string> = {}) => {
+    const u = new URL(viewerUrl)
+    u.pathname = '/api/loops'
+    const res = await fetch(u, { headers })
+    expect(res.status).toBe(200)
+    return ((await res.json()) as LoopSummary[]).map((l) => l.name)
+  }
+
+  /** The same frame from a client the viewer admits (an engine's ws client: no Origin) registers the loop. */
+  async function injectAsEngine(inspectUrl: string, frame: string): Promise<void> {
+    const ws = new WebSocket(inspectUrl)
+    await new Promise((r, j) => {
+      ws.once('open', r)
+      ws.once('error', j)
+    })
+    await new Promise<void>((r, j) => ws.send(frame, (e) => (e ? j(e) : r())))
+    ws.close()
+  }
+
+  it("refuses a page of another localhost port: it reads nothing and injects no loop; the viewer's own page works", async () => {
+    const data = join(dir, 'data')
+    await (await runChild('real', sectionedFixture({ sections: 1 }), data)).exited
+    viewer = await startViewer({ dataDir: data, port: 0, log: () => {} })
+    const target = `http://127.0.0.1:${viewer.port}`
+    const fake = await fakeLoopFrame(data, 'real', 'injected')
+    const evil = await attackerServer('127.0.0.1', target, fake)
+    servers.push(evil.server)
+    expect(new URL(evil.url).port).not.toBe(String(viewer.port))
+    const context = await browser.newContext()
+    contexts.push(context)
+
+    expectNothingRead(await attack(context, evil.url, target))
+    expect(viewer.stats()).toMatchObject({ relays: 0, replayFrames: 0 })
+    expect(await listed(viewer.url)).toEqual(['real'])
+
+    // the viewer's own page, in the same browser, lists the loop and not the fake one
+    const page = await context.newPage()
+    await page.goto(viewer.url)
+    await page.locator('#loop-list li[data-name="real"]').waitFor({ timeout: 15_000 })
+    await waitUntil(page, `document.querySelector('#conn').textContent === 'live'`)
+    expect(await page.locator('#loop-list li[data-name="injected"]').count()).toBe(0)
+
+    // control: the very frame the attacker sent does register a loop when an admitted client sends it
+    await injectAsEngine(viewer.inspectUrl, fake)
+    await page.locator('#loop-list li[data-name="injected"]').waitFor({ timeout: 15_000 })
+    expect(await listed(viewer.url)).toEqual(expect.arrayContaining(['real', 'injected']))
+    await page.close()
+  })
+
+  it('--host: the token is required; the page loaded with ?token= works through its cookie, which a page of another port cannot use', async () => {
+    const data = join(dir, 'data')
+    await (await runChild('real', sectionedFixture({ sections: 1 }), data)).exited
+    const lan = lanAddress()
+    const via = lan ?? '127.0.0.1'
+    viewer = await startViewer({ dataDir: data, port: 0, host: lan ?? '0.0.0.0', log: () => {} })
+    const token = viewer.token!
+    const target = `http://${via}:${viewer.port}`
+    expect(viewer.url).toBe(`${target}/?token=${token}`)
+    const context = await browser.newContext()
+    contexts.push(context)
+    const page = await context.newPage()
+
+    // without the token: 401, nothing of the viewer
+    const bare = await page.goto(`${target}/`)
+    expect(bare!.status()).toBe(401)
+    expect(await page.locator('body').textContent()).toContain('inspect: this viewer requires its token')
+
+    // with it: the page, its fetches (/api/chart, the loop) and its /ws/page socket, by the cookie
+    expect((await page.goto(viewer.url))!.status()).toBe(200)
+    await page.locator('#loop-list li[data-name="real"]').waitFor({ timeout: 15_000 })
+    await waitUntil(page, `document.querySelector('#conn').textContent === 'live'`)
+    await waitUntil(page, `document.querySelector('.state[data-path="running.coding"]') !== null`)
+    await waitUntil(page, `document.querySelector('#loop-status')?.textContent === 'completed'`)
+    const cookies = await context.cookies(target)
+    expect(cookies).toEqual([
+      expect.objectContaining({ name: `loopstate-inspect-${viewer.port}`, value: token, httpOnly: true, sameSite: 'Strict', path: '/' }),
+    ])
+    expect(await page.evaluate('document.cookie')).toBe('')
+    // a page of another port of the same host: the browser sends it the cookie, the viewer still refuses
+    const fake = await fakeLoopFrame(data, 'real', 'injected')
+    const evil = await attackerServer(via, target, fake)
+    servers.push(evil.server)
+    const r = await attack(context, evil.url, target)
+    expectNothingRead(r, [401, 403])
+    expect(r.answered.get('?script')?.cookie).toContain(`loopstate-inspect-${viewer.port}=${token}`)
+    expect(viewer.stats()).toMatchObject({ relays: 0, replayFrames: 0 })
+    expect(await listed(viewer.url)).toEqual(['real'])
+    expect(await page.locator('#loop-list li[data-name="injected"]').count()).toBe(0)
+
+    // control: with the token, the same frame registers the loop
+    await injectAsEngine(viewer.inspectUrl, fake)
+    await page.locator('#loop-list li[data-name="injected"]').waitFor({ timeout: 15_000 })
     await page.close()
   })
 })

@@ -12,13 +12,17 @@
  *   endpoint; like stately's relay (`@statelyai/inspect/server`), what one such
  *   client sends is relayed to the others.
  *
- * Read-only: nothing in the data dir is created, moved or written. No
- * authentication: it listens on 127.0.0.1 unless a host is given explicitly.
+ * Read-only: nothing in the data dir is created, moved or written. Reachable
+ * only by the user (services/inspect/viewer-access.ts): it listens on 127.0.0.1
+ * and serves its own origin only (exact scheme, host and port); a non-loopback
+ * `--host` also requires a random token on every request and WebSocket. Frames,
+ * the relay's replay buffer and what a slow client may leave queued are capped.
  */
 import { open, readdir, readFile, stat } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
+import type { Duplex } from 'node:stream'
 import { WebSocket, WebSocketServer } from 'ws'
 import { migrateRecord } from '../../adapters/migrations.ts'
 import { SCHEMA_VERSION, type HistoryEntry, type LoopRecord } from '../../adapters/snapshot-store.ts'
@@ -29,6 +33,9 @@ import { packagePath } from '../paths.ts'
 import { detailOf, stateString, viewOf, type LoopDetail, type LoopView } from '../views.ts'
 import { serializeChart } from './chart.ts'
 import { sanitize } from './sanitize.ts'
+import { checkAccess, checkBindHost, checkToken, isLoopback, newToken, tokenCookie, withToken, type AccessPolicy } from './viewer-access.ts'
+
+export { checkBindHost, isLoopback } from './viewer-access.ts'
 
 export interface ViewerOptions {
   /** The store to show. @default 'data' */
@@ -46,36 +53,39 @@ export interface ViewerOptions {
   log?: (line: string) => void
   /** How often the store is checked for changes, ms. @default 300 */
   pollMs?: number
+  /**
+   * The token every request must carry (base64url, 128 bits or more). Required on a
+   * non-loopback `host`, where a random one is made when none is given; given
+   * with a loopback host, it is required there too. @default a random one, or none on loopback
+   */
+  token?: string
 }
 
 export interface Viewer {
-  /** The page, e.g. `http://127.0.0.1:4747/`. */
+  /** The page, e.g. `http://127.0.0.1:4747/` (with `?token=…` when a token is required). */
   readonly url: string
-  /** Where engines send inspection events (`--inspect`), e.g. `ws://127.0.0.1:4747/`. */
+  /** Where engines send inspection events (`--inspect`), e.g. `ws://127.0.0.1:4747/` (with `?token=…` when required). */
   readonly inspectUrl: string
   readonly port: number
+  /** The token every request must carry, or null when none is required (a loopback bind). */
+  readonly token: string | null
+  /** What the viewer holds now (for tests and diagnostics). */
+  stats(): ViewerStats
   close(): Promise<void>
+}
+
+export interface ViewerStats {
+  /** Connected page sockets. */
+  pages: number
+  /** Connected relay (inspector) sockets. */
+  relays: number
+  /** Frames and bytes in the relay's replay buffer (what a relay client gets when it connects). */
+  replayFrames: number
+  replayBytes: number
 }
 
 /** The default port of `loopstate inspect`. */
 export const DEFAULT_VIEWER_PORT = 4747
-
-const LOOPBACK = /^(127(?:\.\d{1,3}){3}|localhost|::1|\[::1\])$/i
-
-/** Whether `host` is a loopback address (127.0.0.0/8, localhost, ::1). */
-export function isLoopback(host: string): boolean {
-  return LOOPBACK.test(host)
-}
-
-/**
- * Throws unless `host` is a loopback address or was chosen explicitly; returns
- * the warning to print for an explicit non-loopback host (else null).
- */
-export function checkBindHost(host: string, explicit: boolean): string | null {
-  if (isLoopback(host)) return null
-  if (!explicit) throw new Error(`inspect: refusing to listen on ${host} without --host; the viewer has no authentication`)
-  return `inspect: warning: listening on ${host} without authentication: anyone who can reach it sees every loop, its plan and its findings`
-}
 
 /** A loop as the page lists it. */
 export interface LoopSummary extends LoopView {
@@ -141,18 +151,38 @@ const CSP =
 const DETAIL_LIMITS = { maxString: 4000, maxItems: 1000 }
 const STREAM_KEEP = 300
 const LIVE_HISTORY_KEEP = 500
-const RELAY_REPLAY = 200
+/**
+ * Size caps. The largest frame an engine sends is a snapshot of the loop actor (its
+ * sanitized context) or the `@xstate.actor` registration (the machine definition
+ * and a snapshot): measured at ~11 KB for the loop actor of a 2-section plan and
+ * ~82 KB for the snapshots of a 100-section plan (sanitize keeps 100 items of an
+ * array and 200 characters of a string), so 1 MB leaves more than 10x room.
+ */
+export const VIEWER_LIMITS = {
+  /** A frame from a page (it sends only `select`). */
+  pageFrame: 64 * 1024,
+  /** A frame from a relay client; a larger one closes that client (1009). */
+  relayFrame: 1024 * 1024,
+  /** The relay's replay buffer: at most this many frames and bytes, the oldest dropped first. */
+  replayFrames: 200,
+  replayBytes: 8 * 1024 * 1024,
+  /** A client whose outbound queue (`bufferedAmount`) would pass this is dropped (more than a full replay). */
+  maxBuffered: 16 * 1024 * 1024,
+} as const
 
 /** Starts the viewer; resolves once it listens. */
 export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> {
   const host = options.host ?? '127.0.0.1'
-  const warning = checkBindHost(host, options.explicitHost ?? options.host !== undefined)
+  const note = checkBindHost(host, options.explicitHost ?? options.host !== undefined)
+  const loopback = isLoopback(host)
+  const token = options.token !== undefined ? checkToken(options.token) : loopback ? null : newToken()
   const log = options.log ?? ((line: string) => console.error(line))
-  if (warning) log(warning)
+  if (note) log(note)
   const dataDir = resolve(options.dataDir ?? 'data')
   const pages = new Map<WebSocket, { selected: string | null }>()
   const relays = new Set<WebSocket>()
-  const relayReplay: string[] = []
+  const relayReplay: { text: string; bytes: number }[] = []
+  let replayBytes = 0
   const model = new Model(dataDir, log)
   const staticDir = packagePath('services', 'inspect', 'viewer')
   const chartJson = JSON.stringify(serializeChart())
@@ -163,29 +193,34 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
     })
   })
 
-  let port = 0
   let inspectUrl = ''
-  const allowedHost = (req: IncomingMessage) => {
-    // Against DNS rebinding: a loopback viewer answers only to loopback names.
-    if (!isLoopback(host)) return true
-    const h = (req.headers.host ?? '').replace(/:\d+$/, '')
-    return isLoopback(h)
-  }
+  // The port is known once the server listens (before any request arrives).
+  const policy: AccessPolicy = { port: 0, loopback, token }
+  const access = (req: IncomingMessage) => checkAccess(policy, { url: req.url ?? '/', headers: req.headers })
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!allowedHost(req)) return send(res, 403, { error: 'inspect: unknown Host header' })
+    const verdict = access(req)
+    if (!verdict.ok) {
+      if (verdict.status === 401) res.setHeader('www-authenticate', 'Bearer')
+      return send(res, verdict.status, { error: verdict.error })
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'GET only' })
     const url = new URL(req.url ?? '/', 'http://viewer')
     const path = url.pathname
     const asset = STATIC[path]
     if (asset) {
       const body = await readFile(join(staticDir, asset.file))
-      res.writeHead(200, {
+      const headers: Record<string, string> = {
         'content-type': asset.type,
         'cache-control': 'no-store',
         'content-security-policy': CSP,
         'x-content-type-options': 'nosniff',
-      })
+        // the page's own requests tell where they come from (see viewer-access.ts); no other site learns its address
+        'referrer-policy': 'same-origin',
+      }
+      // The page loaded with ?token=: its own fetches and its /ws/page socket then carry the token as a cookie.
+      if (verdict.token === 'query' && asset.file === 'index.html') headers['set-cookie'] = tokenCookie(policy)
+      res.writeHead(200, headers)
       res.end(body)
       return
     }
@@ -206,29 +241,27 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
     send(res, 404, { error: 'not found' })
   }
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 })
+  const pageWss = new WebSocketServer({ noServer: true, maxPayload: VIEWER_LIMITS.pageFrame })
+  const relayWss = new WebSocketServer({ noServer: true, maxPayload: VIEWER_LIMITS.relayFrame })
   http.on('upgrade', (req, socket, head) => {
+    const verdict = access(req)
+    if (!verdict.ok) return refuseUpgrade(socket, verdict.status, verdict.error)
     const path = new URL(req.url ?? '/', 'http://viewer').pathname
-    const origin = req.headers.origin
-    const sameOrigin = origin === undefined || !isLoopback(host) || isLoopback(hostnameOf(origin))
-    if (!allowedHost(req) || !sameOrigin) {
-      socket.end('HTTP/1.1 403 Forbidden\r\n\r\n')
-      return
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => (path === '/ws/page' ? onPage(ws) : onRelay(ws)))
+    if (path === '/ws/page') pageWss.handleUpgrade(req, socket, head, onPage)
+    else relayWss.handleUpgrade(req, socket, head, onRelay)
   })
 
   const serverInfo = () => JSON.stringify({ type: 'server', dataDir, inspectUrl, engines: relays.size })
   const tellPages = () => {
     const text = serverInfo()
-    for (const ws of pages.keys()) if (ws.readyState === WebSocket.OPEN) ws.send(text)
+    for (const ws of pages.keys()) deliver(ws, text)
   }
 
   function onPage(ws: WebSocket): void {
     const state = { selected: null as string | null }
     pages.set(ws, state)
-    ws.send(serverInfo())
-    ws.send(JSON.stringify({ type: 'loops', loops: model.summaries() }))
+    deliver(ws, serverInfo())
+    deliver(ws, JSON.stringify({ type: 'loops', loops: model.summaries() }))
     ws.on('message', (data) => {
       let msg: { type?: unknown; name?: unknown }
       try {
@@ -240,12 +273,10 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
         state.selected = msg.name
         const name = msg.name
         if (name !== null && model.has(name)) {
-          ws.send(JSON.stringify({ type: 'loop', loop: model.payload(name) }))
-          ws.send(JSON.stringify({ type: 'stream', name, reset: true, events: model.stream(name) }))
+          deliver(ws, JSON.stringify({ type: 'loop', loop: model.payload(name) }))
+          deliver(ws, JSON.stringify({ type: 'stream', name, reset: true, events: model.stream(name) }))
           void model.watchHistory(name).then(() => {
-            if (state.selected === name && ws.readyState === WebSocket.OPEN) {
-              ws.send(JSON.stringify({ type: 'history', name, reset: true, entries: model.pageHistory(name) }))
-            }
+            if (state.selected === name) deliver(ws, JSON.stringify({ type: 'history', name, reset: true, entries: model.pageHistory(name) }))
           })
         }
       }
@@ -257,13 +288,17 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
   function onRelay(ws: WebSocket): void {
     relays.add(ws)
     tellPages()
-    for (const text of relayReplay) ws.send(text)
+    for (const frame of relayReplay) deliver(ws, frame.text)
     const sessions = new Set<string>()
     ws.on('message', (data) => {
       const text = data.toString()
-      relayReplay.push(text)
-      if (relayReplay.length > RELAY_REPLAY) relayReplay.shift()
-      for (const other of relays) if (other !== ws && other.readyState === WebSocket.OPEN) other.send(text)
+      const bytes = Buffer.byteLength(text)
+      relayReplay.push({ text, bytes })
+      replayBytes += bytes
+      while (relayReplay.length > VIEWER_LIMITS.replayFrames || replayBytes > VIEWER_LIMITS.replayBytes) {
+        replayBytes -= relayReplay.shift()!.bytes
+      }
+      for (const other of relays) if (other !== ws) deliver(other, text)
       try {
         model.inspection(JSON.parse(text) as Inspection, sessions)
       } catch {
@@ -286,14 +321,14 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
     const list = changes.list ? JSON.stringify({ type: 'loops', loops: model.summaries() }) : null
     for (const [ws, page] of pages) {
       if (ws.readyState !== WebSocket.OPEN) continue
-      if (list) ws.send(list)
+      if (list) deliver(ws, list)
       const name = page.selected
       if (name === null || !model.has(name)) continue
-      if (changes.loops.has(name)) ws.send(JSON.stringify({ type: 'loop', loop: model.payload(name) }))
+      if (changes.loops.has(name)) deliver(ws, JSON.stringify({ type: 'loop', loop: model.payload(name) }))
       const h = changes.history.get(name)
-      if (h) ws.send(JSON.stringify({ type: 'history', name, ...h }))
+      if (h) deliver(ws, JSON.stringify({ type: 'history', name, ...h }))
       const s = changes.stream.get(name)
-      if (s) ws.send(JSON.stringify({ type: 'stream', name, reset: false, events: s }))
+      if (s) deliver(ws, JSON.stringify({ type: 'stream', name, reset: false, events: s }))
     }
   }, 100)
 
@@ -315,32 +350,52 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
       resolveListen()
     })
   })
-  port = (http.address() as AddressInfo).port
+  const port = (http.address() as AddressInfo).port
+  policy.port = port
   const shown = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host
   const display = shown === '0.0.0.0' || shown === '[::]' ? '127.0.0.1' : shown
-  inspectUrl = `ws://${display}:${port}/`
+  inspectUrl = withToken(`ws://${display}:${port}/`, token)
 
   return {
-    url: `http://${display}:${port}/`,
+    url: withToken(`http://${display}:${port}/`, token),
     inspectUrl,
     port,
+    token,
+    stats: () => ({ pages: pages.size, relays: relays.size, replayFrames: relayReplay.length, replayBytes }),
     close: async () => {
       clearInterval(push)
       clearInterval(poller)
       for (const ws of [...pages.keys(), ...relays]) ws.terminate()
-      await new Promise<void>((r) => wss.close(() => r()))
+      await new Promise<void>((r) => pageWss.close(() => r()))
+      await new Promise<void>((r) => relayWss.close(() => r()))
       http.closeAllConnections()
       await new Promise<void>((r) => http.close(() => r()))
     },
   }
 }
 
-function hostnameOf(origin: string): string {
-  try {
-    return new URL(origin).hostname
-  } catch {
-    return ''
+/**
+ * Sends `text` unless the socket is closed; a client that does not read what it is
+ * sent (its queue would pass `VIEWER_LIMITS.maxBuffered`) is dropped instead.
+ */
+function deliver(ws: WebSocket, text: string): void {
+  if (ws.readyState !== WebSocket.OPEN) return
+  if (ws.bufferedAmount + Buffer.byteLength(text) > VIEWER_LIMITS.maxBuffered) {
+    ws.terminate()
+    return
   }
+  ws.send(text)
+}
+
+/** Answers a refused upgrade with its status and JSON message, and closes the socket. */
+function refuseUpgrade(socket: Duplex, status: 401 | 403, error: string): void {
+  const body = JSON.stringify({ error })
+  const reason = status === 401 ? 'Unauthorized' : 'Forbidden'
+  const auth = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : ''
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\n${auth}` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
 }
 
 function send(res: ServerResponse, statusOrBody: number | unknown, body?: unknown): void {
@@ -349,7 +404,7 @@ function send(res: ServerResponse, statusOrBody: number | unknown, body?: unknow
 }
 
 function sendRaw(res: ServerResponse, text: string, status = 200): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' })
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
   res.end(text)
 }
 
