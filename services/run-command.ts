@@ -1,9 +1,24 @@
 /**
  * The coder's `run_command` tool: one allowed executable with its arguments, run
  * without a shell in the workspace, with a timeout.
+ *
+ * What holds (docs/architecture.md, "The sandbox"):
+ * - the arguments are checked first (services/command-policy.ts): no path out of the
+ *   workspace, into `.git` or the data dir; no inline code for the interpreters unless
+ *   `runCommand.allowInlineCode`; none of git's ways to run programs; the model's git
+ *   runs with hooks and fsmonitor off (GIT_HARDENING);
+ * - the command gets a minimal environment (`commandEnv`);
+ * - it runs under a supervisor process (services/run-supervisor.mjs) that kills its
+ *   whole process tree, also what left its process group or session, on timeout, on
+ *   abort, when it exits, and when the engine exits or is killed (SIGKILL included).
  */
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import path from 'node:path'
+import type { Readable } from 'node:stream'
+import { checkCommand, checkPathArguments, GIT_HARDENING } from './command-policy.ts'
+import { ProcessTree } from './process-tree.mjs'
+import { packagePath } from './paths.ts'
 import { ToolError, type Tool, type ToolContext } from './tool-types.ts'
 import { stringArg } from './workspace-tools.ts'
 
@@ -97,49 +112,164 @@ function allowedExecutable(name: string, allow: string[]): string | undefined {
   return allow.find((entry) => path.basename(entry) === name)
 }
 
+/**
+ * The command's environment: PATH, HOME, LANG and the variables `runCommand.env`
+ * names, each taken from the engine's environment when it is set there; nothing
+ * else of it (API keys, tokens, GIT_* …). The supervisor adds LOOPSTATE_RUN_ID, a
+ * random id per call by which the command's processes are found (no secret).
+ */
+export function commandEnv(names: string[], from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const name of ['PATH', 'HOME', 'LANG', ...names]) {
+    const value = from[name]
+    if (value !== undefined) env[name] = value
+  }
+  return env
+}
+
 interface Outcome {
   code: number | null
   signal: NodeJS.Signals | null
-  ending: 'exited' | 'timed out' | 'aborted'
-  error?: Error
+  ending: 'exited' | 'timed out' | 'aborted' | 'lost'
+  error?: { code?: string; message: string }
+  /** How the supervisor ended, when it did without telling how the command did. */
+  lost?: string
 }
 
-function execute(file: string, args: string[], ctx: ToolContext, out: OutputBuffer, err: OutputBuffer): Promise<Outcome> {
+/** Time past the timeout after which a supervisor that has not ended is killed with its command's group. */
+const SUPERVISOR_BACKSTOP_MS = 30_000
+
+/** The process trees of the commands running now, killed synchronously when the engine exits. */
+const running = new Set<ProcessTree>()
+let exitHook = false
+
+function killOnExit(tree: ProcessTree): void {
+  running.add(tree)
+  if (exitHook) return
+  exitHook = true
+  // A belt: on exit the kernel closes the engine's end of each supervisor's pipe, and the
+  // supervisor then kills every process of its command; this does it here at once.
+  process.on('exit', () => {
+    for (const t of running) t.killAll(1_000)
+  })
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch {
+    // gone already
+  }
+}
+
+/**
+ * Runs the command under its supervisor (services/run-supervisor.mjs), which kills
+ * its whole process tree on timeout, on abort, when the command exits, and when this
+ * process exits or dies (its end of the supervisor's stdin closes).
+ */
+function execute(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  ctx: ToolContext,
+  out: OutputBuffer,
+  err: OutputBuffer,
+): Promise<Outcome> {
   return new Promise((resolve) => {
-    // detached: the command gets its own process group, so a timeout kills its children too.
-    const child = spawn(file, args, { cwd: ctx.workspace, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-    let ending: Outcome['ending'] = 'exited'
+    const supervisorFile = packagePath('services', 'run-supervisor.mjs')
+    // detached: the supervisor leads its own process group, out of reach of a Ctrl-C
+    // meant for the engine, so that it outlives the engine long enough to kill the command.
+    const sup = spawn(process.execPath, [supervisorFile], {
+      cwd: path.dirname(supervisorFile),
+      env: {},
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+      detached: true,
+    })
+    const runId = randomBytes(16).toString('hex')
+    // What this process can kill itself if the supervisor is gone (or stuck) before its command.
+    const tree = new ProcessTree(runId, [process.pid, ...(sup.pid !== undefined ? [sup.pid] : [])])
+    killOnExit(tree)
+    let aborted = false
+    let done: { ending: string; code: number | null; signal: NodeJS.Signals | null; error?: Outcome['error'] } | null = null
     let settled = false
-    const finish = (outcome: Omit<Outcome, 'ending'>): void => {
+
+    const finish = (outcome: Outcome): void => {
       if (settled) return
       settled = true
-      clearTimeout(timer)
+      running.delete(tree)
+      clearTimeout(backstop)
       ctx.signal.removeEventListener('abort', onAbort)
-      resolve({ ...outcome, ending })
+      sup.stdout!.destroy()
+      sup.stderr!.destroy()
+      resolve(outcome)
     }
-    const kill = (why: Outcome['ending']): void => {
-      ending = why
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL')
-      } catch {
-        child.kill('SIGKILL')
-      }
+    const kill = (): void => {
+      if (!sup.stdin!.destroyed) sup.stdin!.end('kill\n')
     }
-    const onAbort = (): void => kill('aborted')
-    const timer = setTimeout(() => kill('timed out'), ctx.runCommand.timeoutMs)
+    const onAbort = (): void => {
+      aborted = true
+      kill()
+    }
+    const backstop = setTimeout(() => {
+      // the supervisor did not end: take down what can be reached from here
+      if (sup.pid !== undefined) killGroup(sup.pid)
+      tree.killAll()
+      finish({ code: null, signal: 'SIGKILL', ending: aborted ? 'aborted' : 'timed out' })
+    }, ctx.runCommand.timeoutMs + SUPERVISOR_BACKSTOP_MS)
+    backstop.unref()
     ctx.signal.addEventListener('abort', onAbort, { once: true })
 
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
-    child.on('error', (error) => finish({ code: null, signal: null, error }))
-    child.on('close', (code, signal) => finish({ code, signal }))
-    // A grandchild that left the process group may hold the pipes open: do not wait for it forever.
-    child.on('exit', (code, signal) => {
-      setTimeout(() => {
-        child.stdout.destroy()
-        child.stderr.destroy()
-        finish({ code, signal })
-      }, CLOSE_GRACE_MS).unref()
+    sup.stdin!.on('error', () => {}) // EPIPE once the supervisor is gone
+    sup.stdin!.write(`${JSON.stringify({ file, args, cwd: ctx.workspace, env, timeoutMs: ctx.runCommand.timeoutMs, runId })}\n`)
+    let statusText = ''
+    sup.stdio[3]!.on('data', (chunk: Buffer) => {
+      statusText += chunk.toString('utf8')
+      let nl: number
+      while ((nl = statusText.indexOf('\n')) >= 0) {
+        const line = statusText.slice(0, nl)
+        statusText = statusText.slice(nl + 1)
+        let message: { pid?: number; done?: typeof done }
+        try {
+          message = JSON.parse(line) as typeof message
+        } catch {
+          continue
+        }
+        if (typeof message.pid === 'number') tree.setLeader(message.pid)
+        if (message.done) done = message.done
+      }
+    })
+    sup.stdio[3]!.on('error', () => {})
+    sup.stdout!.on('data', (chunk: Buffer) => out.push(chunk))
+    sup.stderr!.on('data', (chunk: Buffer) => err.push(chunk))
+    sup.on('error', (error) => finish({ code: null, signal: null, ending: 'exited', error: { message: error.message } }))
+    sup.on('exit', (code, signal) => {
+      // The supervisor killed the command's processes before it exited, so the pipes
+      // close now; a process it could not find must not hold the result: wait a little.
+      let open = 3
+      const closed = (): void => {
+        if (--open > 0) return
+        clearTimeout(grace)
+        conclude()
+      }
+      const conclude = (): void => {
+        if (done === null) {
+          // The supervisor ended without telling (killed, e.g. by the command itself):
+          // what it would have killed is left to us.
+          tree.killAll()
+          const how = signal !== null ? `killed by ${signal}` : `exit code ${code}`
+          finish({ code: null, signal: null, ending: aborted ? 'aborted' : 'lost', lost: how })
+          return
+        }
+        // 'killed': by our abort, or the supervisor was signalled (then the command's own end is told)
+        const ending = done.ending === 'timed out' ? 'timed out' : done.ending === 'killed' && aborted ? 'aborted' : 'exited'
+        finish({ code: done.code, signal: done.signal, ending, ...(done.error ? { error: done.error } : {}) })
+      }
+      const grace = setTimeout(conclude, CLOSE_GRACE_MS)
+      grace.unref()
+      for (const stream of [sup.stdout!, sup.stderr!, sup.stdio[3] as Readable]) {
+        if (stream.readableEnded || stream.destroyed) closed()
+        else stream.once('close', closed)
+      }
     })
   })
 }
@@ -151,6 +281,7 @@ export const runCommandTool: Tool = {
     description:
       'Run a command in the workspace directory, e.g. `npm test` or `node scripts/check.js`. ' +
       'No shell: one plain command with arguments (quotes allowed); pipes, redirections, ; and && are not supported. ' +
+      'Paths given as arguments must stay inside the workspace (relative, no .., not .git). ' +
       'Returns the exit code, stdout and stderr (long output is cut).',
     parameters: {
       type: 'object',
@@ -170,14 +301,17 @@ export const runCommandTool: Tool = {
     if (file === undefined) {
       throw new ToolError(`command '${name}' is not allowed (allowed: ${allow.length ? allow.join(', ') : 'none'})`)
     }
+    const { codeArgs } = checkCommand(name, file, rest, ctx.runCommand.allowInlineCode)
+    await checkPathArguments({ workspace: ctx.workspace, dataDir: ctx.dataDir }, rest, codeArgs)
     if (ctx.signal.aborted) throw new ToolError('command not started: the session was aborted')
 
     const started = Date.now()
     const out = new OutputBuffer(OUTPUT_CAP_BYTES)
     const err = new OutputBuffer(OUTPUT_CAP_BYTES)
-    const result = await execute(file, rest, ctx, out, err)
+    const runArgs = path.basename(file) === 'git' ? [...GIT_HARDENING, ...rest] : rest
+    const result = await execute(file, runArgs, commandEnv(ctx.runCommand.env), ctx, out, err)
     if (result.error) {
-      const code = (result.error as NodeJS.ErrnoException).code
+      const code = result.error.code
       if (code === 'ENOENT') throw new ToolError(`command '${name}' was not found on this machine`)
       throw new ToolError(`command '${name}' could not be started: ${result.error.message}`)
     }
@@ -187,9 +321,11 @@ export const runCommandTool: Tool = {
         ? `timed out after ${timeoutMs} ms; the command was killed`
         : result.ending === 'aborted'
           ? `aborted after ${ms} ms; the command was killed`
-          : result.code !== null
-            ? `exit code ${result.code} (${ms} ms)`
-            : `killed by ${result.signal} (${ms} ms)`
+          : result.ending === 'lost'
+            ? `no result: the command's supervisor ended (${result.lost}); the command was killed`
+            : result.code !== null
+              ? `exit code ${result.code} (${ms} ms)`
+              : `killed by ${result.signal} (${ms} ms)`
     return `$ ${command}\n${status}\n--- stdout ---\n${out.toString()}\n--- stderr ---\n${err.toString()}`
   },
 }

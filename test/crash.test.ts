@@ -117,7 +117,8 @@ async function setupRun(root: string, label: string): Promise<{ dataDir: string;
         stallTimeoutMs: 400,
         // Downtime past a deadline counts as a stall; the limit stays above what the kills of a chain can add.
         maxConsecutiveStalls: 10,
-        runCommand: { enabled: true, allow: ['node'], timeoutMs: 10_000 },
+        // the steps append to ran.log with `node -e`: inline code, allowed here
+        runCommand: { enabled: true, allow: ['node'], timeoutMs: 10_000, allowInlineCode: true },
       },
     })
   }

@@ -1,11 +1,10 @@
-import { mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Role } from '../adapters/model-provider.ts'
 import type { Finding, RunCommandConfig } from '../machines/loop.types.ts'
 import { createFindingsLedger } from '../services/findings-tools.ts'
-import { splitCommand } from '../services/run-command.ts'
 import { ToolError, type ToolContext } from '../services/tool-types.ts'
 import { runTool, toolsFor } from '../services/tools.ts'
 import { resolveInWorkspace } from '../services/sandbox.ts'
@@ -343,78 +342,5 @@ describe('findings', () => {
       'F1 warning resolved a.ts:7 — x',
     )
     expect((await runTool(tools, { name: 'list_findings', arguments: {} }, ctx)).content).toBe('no open findings')
-  })
-})
-
-describe('run_command', () => {
-  const allowNode: RunCommandConfig = { enabled: true, allow: ['node'], timeoutMs: 10_000, env: [], allowInlineCode: false }
-
-  it('is offered only when enabled', () => {
-    expect(toolsFor('coder', NO_COMMANDS).map((t) => t.spec.name)).not.toContain('run_command')
-    expect(toolsFor('coder', allowNode).map((t) => t.spec.name)).toContain('run_command')
-  })
-
-  it('runs an allowed command in the workspace', async () => {
-    const result = await call('coder', 'run_command', { command: 'node -e "console.log(1)"' }, allowNode)
-    expect(result.ok).toBe(true)
-    expect(result.content).toMatch(/^\$ node -e "console.log\(1\)"\nexit code 0 \(\d+ ms\)\n--- stdout ---\n1\n--- stderr ---\n\(empty\)$/)
-
-    await writeFile(path.join(ws, 'fail.js'), 'console.log(process.cwd()); console.error("bad"); process.exit(3)')
-    const failed = await call('coder', 'run_command', { command: 'node fail.js' }, allowNode)
-    expect(failed.content).toContain('exit code 3')
-    expect(failed.content).toContain(`--- stdout ---\n${await realpath(ws)}`)
-    expect(failed.content).toContain('--- stderr ---\nbad')
-  })
-
-  it('refuses commands that are not allowed', async () => {
-    expect((await call('coder', 'run_command', { command: 'rm -rf .' }, allowNode)).content).toBe(
-      "error: command 'rm' is not allowed (allowed: node)",
-    )
-    expect((await call('coder', 'run_command', { command: './node x.js' }, allowNode)).content).toBe(
-      "error: command './node' is not allowed (allowed: node)",
-    )
-  })
-
-  it.each(['node -e 1 | cat', 'node a.js; rm -rf .', 'node a.js && rm x', 'node a.js > out.txt', 'node $(echo x)', 'node `echo x`'])(
-    'refuses shell syntax: %s',
-    async (command) => {
-      const result = await call('coder', 'run_command', { command }, allowNode)
-      expect(result.ok).toBe(false)
-      expect(result.content).toMatch(/^error: only plain commands run \(no shell\)/)
-      expect(await readdir(ws)).toEqual([])
-    },
-  )
-
-  it('splits quoted arguments without a shell', () => {
-    expect(splitCommand(`node -e 'a | b; c' "x \\"y\\"" z\\ w`)).toEqual(['node', '-e', 'a | b; c', 'x "y"', 'z w'])
-    expect(() => splitCommand('node "unterminated')).toThrow('unterminated " quote')
-  })
-
-  it('kills a command that runs past its timeout', async () => {
-    const config = { enabled: true, allow: ['node'], timeoutMs: 300, env: [], allowInlineCode: false }
-    const started = Date.now()
-    const result = await call('coder', 'run_command', { command: 'node -e "setTimeout(()=>{},10000)"' }, config)
-    expect(Date.now() - started).toBeLessThan(5_000)
-    expect(result.ok).toBe(true)
-    expect(result.content).toContain('timed out after 300 ms; the command was killed')
-  })
-
-  it('kills the command when the session is aborted', async () => {
-    const abort = new AbortController()
-    const { ctx } = context('coder', { runCommand: allowNode, signal: abort.signal })
-    setTimeout(() => abort.abort(), 200)
-    const result = await runTool(
-      toolsFor('coder', allowNode),
-      { name: 'run_command', arguments: { command: 'node -e "setTimeout(()=>{},10000)"' } },
-      ctx,
-    )
-    expect(result.content).toMatch(/aborted after \d+ ms; the command was killed/)
-  })
-
-  it('says when an allowed command does not exist', async () => {
-    const config = { enabled: true, allow: ['no-such-command-xyz'], timeoutMs: 1000, env: [], allowInlineCode: false }
-    expect((await call('coder', 'run_command', { command: 'no-such-command-xyz' }, config)).content).toBe(
-      "error: command 'no-such-command-xyz' was not found on this machine",
-    )
   })
 })
