@@ -1,6 +1,8 @@
 /**
  * `--inspect URL`: streams the inspection events of every loop actor (and its
- * session children) to a WebSocket inspector, sanitized on the way out.
+ * session children) to a WebSocket inspector, sanitized on the way out: every
+ * string of every event is redacted (the values of the engine's environment, keys,
+ * tokens, URL credentials: services/inspect/sanitize.ts) before it is cut.
  *
  * The events are made by `@statelyai/inspect`'s `createInspector` (the same
  * conversion `createWebSocketInspector` uses), and the wire format is the same:
@@ -16,9 +18,14 @@
 import { createInspector, type StatelyInspectionEvent } from '@statelyai/inspect'
 import WebSocket from 'ws'
 import type { InspectionEvent } from 'xstate'
-import { sanitize, type SanitizeOptions } from './sanitize.ts'
+import { createRedactor, defaultRedactor, sanitize, type Redactor, type SanitizeOptions } from './sanitize.ts'
 
 export interface StatelyInspectOptions extends SanitizeOptions {
+  /**
+   * The environment whose (non-public) values are redacted wherever they occur in
+   * the stream. Ignored when `redactor` is given. @default process.env, as it is when the inspector is created
+   */
+  env?: Readonly<Record<string, string | undefined>>
   /** Told (one line) when the inspector cannot be reached and when it is reached again. */
   onProblem?: (message: string) => void
   /** Events kept while the socket is not open (actor registrations are always kept). @default 1000 */
@@ -56,20 +63,52 @@ export function inspectorUrl(url: string): string {
 
 /**
  * The event with its snapshot (context, input, output, error) and its XState
- * event sanitized; ids, names and the machine definition are kept as they are.
+ * event sanitized; ids, names and the machine definition are only redacted (not cut).
  */
 export function sanitizeInspectionEvent(event: StatelyInspectionEvent, options: SanitizeOptions = {}): StatelyInspectionEvent {
-  const out = { ...event } as StatelyInspectionEvent & { snapshot?: unknown; event?: unknown }
-  if ('snapshot' in out && out.snapshot !== undefined) out.snapshot = sanitize(out.snapshot, options)
-  if ('event' in out && out.event !== undefined) out.event = sanitize(out.event, options)
+  const redactor = options.redactor ?? defaultRedactor()
+  const out = { ...event } as StatelyInspectionEvent & Record<string, unknown>
+  for (const [k, v] of Object.entries(out)) {
+    if (k === 'snapshot' || k === 'event') {
+      if (v !== undefined) out[k] = sanitize(v, { ...options, redactor })
+    } else if (k === 'definition' && typeof v === 'string') out[k] = redactJson(v, redactor)
+    else if (typeof v === 'string' && k !== 'type') out[k] = redactor.redact(v)
+  }
   return out
+}
+
+/** A JSON text (the machine definition) redacted and still JSON: its strings one by one if redacting the text would break it. */
+function redactJson(text: string, redactor: Redactor): string {
+  const redacted = redactor.redact(text)
+  if (redacted === text) return text
+  try {
+    JSON.parse(redacted)
+    return redacted
+  } catch {
+    const each = (v: unknown): unknown =>
+      typeof v === 'string'
+        ? redactor.redact(v)
+        : Array.isArray(v)
+          ? v.map(each)
+          : v !== null && typeof v === 'object'
+            ? Object.fromEntries(Object.entries(v).map(([k, x]) => [redactor.redact(k), each(x)]))
+            : v
+    try {
+      return JSON.stringify(each(JSON.parse(text)))
+    } catch {
+      return redacted
+    }
+  }
 }
 
 /** Connects to the inspector at `url` and returns the `inspect` callback for the engine. */
 export function createStatelyInspect(url: string, options: StatelyInspectOptions = {}): StatelyInspect {
   const socket = new InspectorSocket(inspectorUrl(url), options)
+  // compiled once: every event of every actor goes through it
+  const redactor = options.redactor ?? createRedactor({ env: options.env ?? process.env })
+  const sanitizeOptions: SanitizeOptions = { ...options, redactor }
   const inspector = createInspector(socket, {
-    serialize: (event) => sanitizeInspectionEvent(event, options),
+    serialize: (event) => sanitizeInspectionEvent(event, sanitizeOptions),
   })
   inspector.start()
   return {
