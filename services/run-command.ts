@@ -3,7 +3,7 @@
  * without a shell in the workspace, with a timeout.
  *
  * What holds (docs/architecture.md, "The sandbox"):
- * - the arguments are checked first (services/command-policy.ts): no path out of the
+ * - the arguments are checked first (services/command-policy.ts, services/git-policy.ts): no path out of the
  *   workspace, into `.git` or the data dir; no inline code for the interpreters unless
  *   `runCommand.allowInlineCode`; none of git's ways to run programs; the model's git
  *   runs with hooks and fsmonitor off (GIT_HARDENING);
@@ -16,7 +16,8 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
 import type { Readable } from 'node:stream'
-import { checkCommand, checkPathArguments, GIT_HARDENING } from './command-policy.ts'
+import { checkCommand, checkPathArguments } from './command-policy.ts'
+import { GIT_HARDENING } from './git-policy.ts'
 import { ProcessTree } from './process-tree.mjs'
 import { packagePath } from './paths.ts'
 import { ToolError, type Tool, type ToolContext } from './tool-types.ts'
