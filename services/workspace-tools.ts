@@ -6,7 +6,7 @@ import { readdir, realpath, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { errnoCode, hasGitComponent, realDir, resolveInWorkspace } from './sandbox.ts'
 import { ToolError, type Tool, type ToolContext } from './tool-types.ts'
-import { openRegular, readLines, replaceFile } from './workspace-files.ts'
+import { openRegular, readLines, replaceFile, type LineRead } from './workspace-files.ts'
 
 /** Largest text `read_file` returns in one call, bytes. */
 export const READ_CAP_BYTES = 100 * 1024
@@ -98,7 +98,8 @@ export const readFileTool: Tool = {
     name: 'read_file',
     description:
       'Read a text file of the workspace. Returns its content (without line numbers). ' +
-      `Long files are cut at ${READ_CAP_BYTES / 1024} KB with a note telling the offset to read on from.`,
+      `Long files are cut at ${READ_CAP_BYTES / 1024} KB with a note telling the offset to read on from. ` +
+      'Files over the loop\'s read limit (1 MB unless configured) are refused, and so are .git paths.',
     parameters: {
       type: 'object',
       properties: {
@@ -116,7 +117,7 @@ export const readFileTool: Tool = {
     const limit = optionalIntArg(args, 'limit', 1)
     const shown = displayPath(rel)
     const file = await resolvePath(ctx, rel)
-    let read
+    let read: LineRead | null
     let size: number
     try {
       const opened = await openRegular(file, shown, ctx.maxReadBytes, 'read')
