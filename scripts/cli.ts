@@ -4,15 +4,16 @@
  * on stderr and exit 2 without touching the data dir.
  */
 import { readFileSync } from 'node:fs'
-import { readdir, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
+import { currentOwner, JsonClaims } from '../adapters/claims.ts'
 import { JsonStore } from '../adapters/json-store.ts'
 import type { HistoryEntry, LoopRecord } from '../adapters/snapshot-store.ts'
 import type { ControlEvent, LoopOutput } from '../machines/loop.types.ts'
 import type { LoopOptions } from '../services/config.ts'
 import { packagePath } from '../services/paths.ts'
-import { lockOwner, sendCommand } from '../services/control.ts'
+import { commandTaken, sendCommand, withdrawCommand } from '../services/control.ts'
 import type { Engine, LoopHandle, LoopTaskSpec } from '../services/engine.ts'
 import { detailOf, viewOf, type LoopDetail, type LoopView } from '../services/views.ts'
 import { showProgress, stopOnSignals, type Progress } from './follow.ts'
@@ -268,7 +269,7 @@ function unfinishedHint(dataDir: string, names: string[]): string {
 
 /** A view as of now for a loop some process runs; as of its last save for a loop no process runs. */
 async function currentView(dataDir: string, record: LoopRecord): Promise<LoopView> {
-  const live = record.status !== 'running' || (await lockOwner(dataDir, record.name)) !== null
+  const live = record.status !== 'running' || (await new JsonClaims(dataDir).holder(record.name)) !== null
   return viewOf(record, live ? Date.now() : Date.parse(record.updatedAt))
 }
 
@@ -323,34 +324,60 @@ async function controlCommand(
   const event: ControlEvent =
     kind === 'say' ? { type: 'loop.say', text: text! } : { type: `loop.${kind}` as 'loop.cancel' | 'loop.pause' | 'loop.resume' }
 
-  const owner = await lockOwner(dataDir, name)
-  if (kind === 'resume' && owner !== null && record.status !== 'paused') {
-    throw new CliError(`loop ${name} is not paused (${record.status} in process ${owner})`)
-  }
-  if (kind === 'resume' && owner === null) return resumeHere(dataDir, name, opts)
-  if (owner === null) {
+  // The loop's claim decides: no live process holds it, so the command is applied to the
+  // store under this command's own claim; or its owner takes it from the inbox.
+  const claims = new JsonClaims(dataDir)
+  const got = await claims.claim(name, currentOwner())
+  if ('claim' in got) {
+    if (kind === 'resume') {
+      await claims.release(got.claim)
+      return resumeHere(dataDir, name, opts)
+    }
     const { applyOffline } = await import('../services/offline.ts')
-    const after = await applyOffline(store, name, event)
+    let after: LoopRecord
+    try {
+      after = await applyOffline(store, name, event)
+    } finally {
+      await claims.release(got.claim)
+    }
+    if (FINAL.has(after.status) && !(kind === 'cancel' && after.reason === 'user_cancelled')) {
+      throw new CliError(`loop ${name} already ended (${after.status})`)
+    }
     if (kind === 'say') out(`message queued for loop ${name} (no process runs it; ${after.status}): its next prompt includes it`)
     else out(`loop ${name} ${after.status}${after.reason ? ` (${after.reason})` : ''} (no process runs it: applied to the store)`)
     return 0
   }
+  const owner = got.heldBy.pid > 0 ? `pid ${got.heldBy.pid}` : 'another process'
+  if (kind === 'resume' && record.status !== 'paused') {
+    throw new CliError(`loop ${name} is not paused (${record.status} in ${owner === 'another process' ? owner : `process ${got.heldBy.pid}`})`)
+  }
 
-  await sendCommand(dataDir, name, event)
-  const deadline = Date.now() + CONTROL_TIMEOUT_MS
+  const file = await sendCommand(dataDir, name, event)
+  let deadline = Date.now() + CONTROL_TIMEOUT_MS
+  let taken = false
   for (;;) {
-    const now = await store.get(name)
-    if (kind === 'say') {
-      if (!(await hasCommands(dataDir, name))) {
-        out(`message delivered to loop ${name} (pid ${owner}): its next prompt includes it`)
-        return 0
-      }
-    } else if (now && reflects(kind, now)) {
+    taken ||= await commandTaken(file)
+    if (taken && kind === 'say') {
+      out(`message delivered to loop ${name} (${owner}): its next prompt includes it`)
+      return 0
+    }
+    const now = taken ? await store.get(name) : null
+    if (kind !== 'say' && now && reflects(kind, now)) {
       out(`loop ${name} ${now.status}${now.reason ? ` (${now.reason})` : ''}`)
       return 0
     }
     if (Date.now() > deadline) {
-      throw new CliError(`sent ${kind} to loop ${name} (pid ${owner}) but it did not take it within 5 s`, 1)
+      if (!taken && (await withdrawCommand(file))) {
+        throw new CliError(`sent ${kind} to loop ${name} (${owner}) but it did not take it within 5 s; withdrawn: nothing was applied`, 1)
+      }
+      if (!taken) {
+        // taken at the last moment: its owner applies it; give the record the same time to show it
+        taken = true
+        deadline = Date.now() + CONTROL_TIMEOUT_MS
+        continue
+      }
+      out(`loop ${name}: ${kind} taken by its owner (${owner}); its record does not show it yet`)
+      return 0
     }
     await new Promise((r) => setTimeout(r, POLL_MS))
   }
@@ -374,14 +401,6 @@ function reflects(kind: Exclude<ControlKind, 'say'>, record: LoopRecord): boolea
   if (kind === 'pause') return record.status === 'paused'
   if (kind === 'resume') return record.status === 'running'
   return false
-}
-
-async function hasCommands(dataDir: string, name: string): Promise<boolean> {
-  try {
-    return (await readdir(resolve(dataDir, 'inbox', name))).some((f) => f.endsWith('.json'))
-  } catch {
-    return false
-  }
 }
 
 // ---------------------------------------------------------------- resume --all

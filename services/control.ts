@@ -1,27 +1,53 @@
 /**
  * Reaching a loop from another process through the data dir: the process that
- * runs a loop lists it in its `locks/engine-<pid>.json`; others drop commands into
- * `inbox/<name>/`, which the owner applies and removes. The store keeps one
- * writer per file: only the owner writes a running loop's record.
+ * holds a loop's claim (adapters/claims.ts) runs it; others drop commands into
+ * `inbox/<name>/`, which the owner takes (removes: the acknowledgement) and
+ * applies. A sender whose command was not taken in time withdraws it (removes it
+ * itself): a command is taken or withdrawn, never both.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { ControlEvent } from '../machines/loop.types.ts'
 
 const CONTROL_TYPES = new Set(['loop.cancel', 'loop.pause', 'loop.resume', 'loop.say'])
 
 let sequence = 0
 
-/** Writes the command atomically (temp file + rename) so the owner never reads half of it. */
-export async function sendCommand(dataDir: string, name: string, event: ControlEvent): Promise<void> {
+/** Writes the command atomically (temp file + rename) so the owner never reads half of it; returns its file. */
+export async function sendCommand(dataDir: string, name: string, event: ControlEvent): Promise<string> {
   const dir = join(dataDir, 'inbox', name)
   await mkdir(dir, { recursive: true })
   // Sorted by name = sent order (time, then this process's sequence).
   const id = `${Date.now().toString().padStart(15, '0')}-${(sequence++).toString().padStart(6, '0')}-${randomBytes(4).toString('hex')}`
   const tmp = join(dir, `.${id}.tmp`)
   await writeFile(tmp, JSON.stringify(event))
-  await rename(tmp, join(dir, `${id}.json`))
+  const file = join(dir, `${id}.json`)
+  await rename(tmp, file)
+  return file
+}
+
+/** Whether the owner took the command (its file is gone). */
+export async function commandTaken(file: string): Promise<boolean> {
+  try {
+    await stat(file)
+    return false
+  } catch {
+    return true
+  }
+}
+
+/**
+ * Withdraws a command that was not taken: true when it is withdrawn (the owner
+ * will never see it), false when the owner took it first (it is applied).
+ */
+export async function withdrawCommand(file: string): Promise<boolean> {
+  try {
+    await unlink(file)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Names of loops with pending commands. */
@@ -54,104 +80,4 @@ export async function takeCommands(dataDir: string, name: string): Promise<Contr
     await rm(path, { force: true })
   }
   return events
-}
-
-/** `locks/engine-<pid>.json`: the loops one engine process runs. */
-interface LockFile {
-  pid: number
-  since: string
-  loops: string[]
-}
-
-const LOCK_FILE = /^engine-(\d+)\.json$/
-
-/**
- * The lock of this process's engine: one file listing the loops it runs,
- * rewritten (atomically, coalesced) as loops start and end, and removed when it
- * runs none. One file per process keeps starting 1,000 loops to a few writes.
- */
-export class EngineLock {
-  readonly path: string
-  readonly #loops = new Set<string>()
-  readonly #since = new Date().toISOString()
-  /** The write in flight, and the one queued behind it (it will carry every change made meanwhile). */
-  #current: Promise<void> = Promise.resolve()
-  #next: Promise<void> | null = null
-
-  constructor(readonly dataDir: string) {
-    this.path = join(dataDir, 'locks', `engine-${process.pid}.json`)
-  }
-
-  /** Records that this process runs `name`; resolves when that is on disk. */
-  add(name: string): Promise<void> {
-    this.#loops.add(name)
-    return this.#flush()
-  }
-
-  /** Records that this process no longer runs `name`; resolves when that is on disk. */
-  remove(name: string): Promise<void> {
-    if (!this.#loops.delete(name)) return this.#next ?? this.#current
-    return this.#flush()
-  }
-
-  #flush(): Promise<void> {
-    this.#next ??= this.#current
-      .catch(() => {})
-      .then(() => {
-        this.#next = null
-        this.#current = this.#write([...this.#loops])
-        return this.#current
-      })
-    return this.#next
-  }
-
-  async #write(loops: string[]): Promise<void> {
-    if (loops.length === 0) {
-      await rm(this.path, { force: true })
-      return
-    }
-    await mkdir(dirname(this.path), { recursive: true })
-    const lock: LockFile = { pid: process.pid, since: this.#since, loops }
-    const tmp = `${this.path}.tmp`
-    await writeFile(tmp, JSON.stringify(lock))
-    await rename(tmp, this.path)
-  }
-}
-
-/** Which live process runs which loop: loop name → pid. Locks of dead processes (a crash) are ignored. */
-export async function lockOwners(dataDir: string): Promise<Map<string, number>> {
-  const owners = new Map<string, number>()
-  let files: string[]
-  try {
-    files = await readdir(join(dataDir, 'locks'))
-  } catch {
-    return owners
-  }
-  for (const file of files) {
-    const pid = Number(LOCK_FILE.exec(file)?.[1])
-    if (!isAlive(pid)) continue
-    try {
-      const lock = JSON.parse(await readFile(join(dataDir, 'locks', file), 'utf8')) as LockFile
-      for (const name of lock.loops ?? []) owners.set(name, pid)
-    } catch {
-      // a lock being replaced: its rename lands atomically, the next look sees it
-    }
-  }
-  return owners
-}
-
-/** The pid of the live process that runs the loop, or null. */
-export async function lockOwner(dataDir: string, name: string): Promise<number | null> {
-  return (await lockOwners(dataDir)).get(name) ?? null
-}
-
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false
-  if (pid === process.pid) return true
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }

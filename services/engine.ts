@@ -6,6 +6,7 @@
 import { cp, mkdir, readFile, realpath, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { createActor, type Actor, type InspectionEvent } from 'xstate'
+import { currentOwner, JsonClaims, MemoryClaims, type Claim, type ClaimStore, type Owner } from '../adapters/claims.ts'
 import { JsonStore } from '../adapters/json-store.ts'
 import { parseModelSpec, type ModelProvider, type ProviderFactory } from '../adapters/model-provider.ts'
 import { scriptedFactory } from '../adapters/scripted-provider.ts'
@@ -13,7 +14,8 @@ import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from '.
 import { loopMachine } from '../machines/loop.machine.ts'
 import type { ControlEvent, GitWorkspace, LoopConfig, LoopInput, LoopOutput } from '../machines/loop.types.ts'
 import { resolveConfig, type LoopOptions } from './config.ts'
-import { EngineLock, inboxNames, lockOwners, takeCommands } from './control.ts'
+import { inboxNames, takeCommands } from './control.ts'
+import { applyOffline } from './offline.ts'
 import { goalTask, parsePlan, slugify } from './plan.ts'
 import {
   createWorktree,
@@ -116,6 +118,8 @@ type LoopActor = Actor<typeof loopMachine>
 
 interface LiveLoop {
   name: string
+  /** This engine's claim of the loop: held from before its record is read or made until it ends or the engine closes. */
+  claim: Claim
   createdAt: string
   actor: LoopActor
   /** Restored from a snapshot: told `loop.restored` when started. */
@@ -134,9 +138,15 @@ interface LiveLoop {
   lastPut: Promise<void> | null
   settle: { resolve: (o: LoopOutput) => void; reject: (e: unknown) => void }
   handle: LoopHandle
+  /** The inspection callback its actors report to (kept for an actor rebuilt while queued). */
+  inspect: (event: InspectionEvent) => void
+  /** Commands to the loop while it waits for a slot, applied one after another. */
+  queuedCommands: Promise<void>
 }
 
 const FINAL = new Set(['completed', 'cancelled', 'errored', 'stalled'])
+/** The loop name under which a new loop's models are built once, to check them, before it has a name. */
+const PROBE = '\u0000probe'
 
 /** Creates an engine and, unless `resume: false`, restores the unfinished loops of its store. */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
@@ -155,8 +165,10 @@ export class Engine {
   private readonly historyLimit: number
   private readonly onProblem: (message: string) => void
   private readonly inspector: ((event: InspectionEvent) => void) | undefined
-  /** This process's lock in the data dir (JSON store only): which loops it runs. */
-  private readonly lock: EngineLock | null
+  /** One owner per loop (adapters/claims.ts): every loop this engine runs or queues is claimed first. */
+  readonly claims: ClaimStore
+  /** This engine as the owner of its claims. */
+  readonly owner: Owner = currentOwner()
   private readonly providers = new Map<string, { provider: ModelProvider; model: string }>()
   private readonly machine: typeof loopMachine
   private readonly live = new Map<string, LiveLoop>()
@@ -172,7 +184,7 @@ export class Engine {
     this.dataDir = resolve(options.dataDir ?? 'data')
     this.onProblem = options.onProblem ?? ((m) => console.error(m))
     this.store = options.store ?? new JsonStore(this.dataDir, { onProblem: this.onProblem })
-    this.lock = options.store === undefined ? new EngineLock(this.dataDir) : null
+    this.claims = options.store === undefined ? new JsonClaims(this.dataDir) : new MemoryClaims()
     this.factories = { scripted: scriptedFactory(), ...options.providers }
     this.maxConcurrent = options.maxConcurrentLoops ?? 3
     if (!Number.isInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
@@ -206,14 +218,17 @@ export class Engine {
     const config = resolveConfig(loopOptions)
     const dir = resolve(ws ?? process.cwd())
     await checkWorkspace(dir, this.protectedDataDir)
-    const name = await this.reserveName(wanted, slugify(parsed.task.title))
+    // The models are checked before a name is claimed (a claim is a file in the data dir).
+    this.requireProviders(PROBE, config)
+    this.forgetProviders(PROBE)
+    const { name, claim } = await this.reserveName(wanted, slugify(parsed.task.title))
     try {
       this.requireProviders(name, config)
       const repo = inPlace ? null : await repoRoot(dir)
       const git = repo === null ? null : await createWorktree(dir, repo, name)
       const workspace = git === null ? dir : workDir(git)
       const input: LoopInput = { name, ...parsed, workspace, config, git }
-      const loop = this.track(name, new Date().toISOString(), { input }, false)
+      const loop = this.track(name, new Date().toISOString(), { input }, false, claim)
       const queued = this.running >= this.maxConcurrent
       loop.record = recordOf(savedSnapshot(loop.actor), loop.createdAt, queued)
       await this.store.put(loop.record)
@@ -223,6 +238,7 @@ export class Engine {
     } catch (err) {
       this.forgetProviders(name)
       this.live.delete(name)
+      await this.claims.release(claim)
       throw err
     } finally {
       this.reserved.delete(name)
@@ -236,24 +252,45 @@ export class Engine {
   async resumeAll(): Promise<LoopHandle[]> {
     this.assertOpen()
     const records = (await this.store.list()).filter((r) => !FINAL.has(r.status) && !this.live.has(r.name))
-    // The locks are read once, and the restores (each decides, in this order, to launch or
-    // queue its loop) do not wait for one another's lock writes (they coalesce into a few).
-    // A git loop's restore runs git in its repository: it is waited for before the next one.
-    const owners = await this.ownersElsewhere()
+    // Each loop is claimed before its record is read again and restored: of two engines resuming
+    // one data dir, each loop goes to one. The restores (each decides, in this order, to launch or
+    // queue its loop) do not wait for one another. A git loop's restore runs git in its
+    // repository: it is waited for before the next one.
     const restores: Promise<LoopHandle | null>[] = []
-    for (const record of records) {
-      if (owners.has(record.name) || this.live.has(record.name)) continue
-      const restore = this.restore(record).catch((err: unknown) => {
-        this.onProblem(`engine: could not resume ${record.name}: ${err instanceof Error ? err.message : err}`)
-        return null
-      })
+    for (const listed of records) {
+      if (this.live.has(listed.name)) continue
+      const restore = this.claimed(listed.name).then(
+        (held) => (held === null ? null : this.restore(held.record, held.claim)),
+        (err: unknown) => {
+          this.onProblem(`engine: could not resume ${listed.name}: ${err instanceof Error ? err.message : err}`)
+          return null
+        },
+      )
       restores.push(restore)
-      if (contextOf(record).git) await restore
+      if (contextOf(listed).git) await restore
     }
     const handles = (await Promise.all(restores)).filter((h) => h !== null)
     // Loops restored as queued start once the running ones are back, if there is room.
     this.drainQueue()
     return handles
+  }
+
+  /**
+   * Claims an unfinished loop and reads its record under the claim: null (nothing
+   * held) when another live process owns it, or it ended or went meanwhile.
+   */
+  private async claimed(name: string): Promise<{ claim: Claim; record: LoopRecord } | null> {
+    const got = await this.claims.claim(name, this.owner)
+    if (!('claim' in got)) return null
+    try {
+      const record = await this.store.get(name)
+      if (record !== null && !FINAL.has(record.status) && !this.live.has(name)) return { claim: got.claim, record }
+    } catch (err) {
+      await this.claims.release(got.claim)
+      throw err
+    }
+    await this.claims.release(got.claim)
+    return null
   }
 
   /** Restores one unfinished loop by name (its handle if this engine already runs it). */
@@ -266,19 +303,31 @@ export class Engine {
     if (FINAL.has(record.status)) {
       throw new EngineError(`resume: loop ${name} already ended (${record.status}, ${record.reason})`)
     }
-    const owner = (await this.ownersElsewhere()).get(name) ?? null
-    if (owner !== null) throw new EngineError(`resume: loop ${name} is running in process ${owner}`)
-    const handle = await this.restore(record)
+    const got = await this.claims.claim(name, this.owner)
+    if (!('claim' in got)) throw new EngineError(`resume: loop ${name} is running in ${ownerText(got.heldBy)}`)
+    let handle: LoopHandle
+    try {
+      // read again under the claim: it may have moved on (or ended) before it was ours
+      const fresh = await this.store.get(name)
+      if (fresh === null) throw new EngineError(`resume: no loop named '${name}'`)
+      if (FINAL.has(fresh.status)) throw new EngineError(`resume: loop ${name} already ended (${fresh.status}, ${fresh.reason})`)
+      handle = await this.restore(fresh, got.claim)
+    } catch (err) {
+      if (!this.live.has(name)) await this.claims.release(got.claim)
+      throw err
+    }
     this.drainQueue()
     return handle
   }
 
   /** Names of the unfinished loops in the store that no live process runs. */
   async unfinished(): Promise<string[]> {
-    const owners = await this.ownersElsewhere()
-    return (await this.store.list())
-      .filter((r) => !FINAL.has(r.status) && !this.live.has(r.name) && !owners.has(r.name))
-      .map((r) => r.name)
+    const names: string[] = []
+    for (const r of await this.store.list()) {
+      if (FINAL.has(r.status) || this.live.has(r.name)) continue
+      if ((await this.claims.holder(r.name)) === null) names.push(r.name)
+    }
+    return names
   }
 
   /** The loop's history (transition log), oldest first. */
@@ -307,7 +356,7 @@ export class Engine {
       throw new EngineError(`fork: #${at.seq} is where ${name} ended (${at.to}); a fork of it would only copy the end`)
     }
     const source = at.snapshot as PersistedLoop
-    const newName = await this.reserveName(options.name, `${name}-fork`)
+    const { name: newName, claim } = await this.reserveName(options.name, `${name}-fork`)
     // What this fork made, undone if it fails before it runs (nothing of the original is touched).
     let madeCopy: string | null = null
     let madeWorktree: GitWorkspace | null = null
@@ -350,9 +399,10 @@ export class Engine {
       const record = recordOf(snapshot, now)
       await this.store.put(record)
       madeCopy = madeWorktree = null // saved: from here on the fork is a loop of the store, resumable
-      return await this.restore(record)
+      return await this.restore(record, claim)
     } catch (err) {
       this.forgetProviders(newName)
+      if (!this.live.has(newName)) await this.claims.release(claim)
       if (madeCopy !== null) await rm(madeCopy, { recursive: true, force: true }).catch(() => {})
       if (madeWorktree !== null) await discardWorktree(madeWorktree).catch(() => {})
       throw err
@@ -373,7 +423,13 @@ export class Engine {
     }
     const git = contextOf(record).git ?? null
     if (git === null) throw new EngineError(`clean: loop ${name} has no git worktree (it worked in ${contextOf(record).workspace})`)
-    return removeWorktree(git)
+    const got = await this.claims.claim(name, this.owner)
+    if (!('claim' in got)) throw new EngineError(`clean: loop ${name} is held by ${ownerText(got.heldBy)}`)
+    try {
+      return await removeWorktree(git)
+    } finally {
+      await this.claims.release(got.claim)
+    }
   }
 
   /** Every saved loop, oldest first, with the live state of the loops this engine runs. */
@@ -423,7 +479,7 @@ export class Engine {
     }
     await this.settled()
     await this.store.flush()
-    if (this.lock) await Promise.all([...this.live.values()].map((loop) => this.lock!.remove(loop.name)))
+    await Promise.all([...this.live.values()].map((loop) => this.claims.release(loop.claim)))
     this.live.clear()
     this.queue.length = 0
   }
@@ -432,7 +488,8 @@ export class Engine {
     if (this.closed) throw new EngineError('engine: closed')
   }
 
-  private async restore(record: LoopRecord): Promise<LoopHandle> {
+  /** Restores a loop this engine has claimed (`claim`), from its record read under the claim. */
+  private async restore(record: LoopRecord, claim: Claim): Promise<LoopHandle> {
     const snapshot = record.snapshot as PersistedLoop
     const context = snapshot.context
     this.requireProviders(record.name, context.config)
@@ -444,7 +501,7 @@ export class Engine {
     // many keys in dictionary mode, and so would every context XState's `assign` copies
     // from it (Object.assign), for the rest of the loop; a spread copy has a fast shape.
     const restored = { ...snapshot, children: {}, context: { ...context } }
-    const loop = this.track(record.name, record.createdAt, { snapshot: restored }, true)
+    const loop = this.track(record.name, record.createdAt, { snapshot: restored }, true, claim)
     loop.record = record
     loop.lastState = stateString(snapshot.value)
     // The actor's first snapshot is the record as saved: not written again (loop.restored's is).
@@ -470,12 +527,14 @@ export class Engine {
     createdAt: string,
     from: { input: LoopInput } | { snapshot: PersistedLoop },
     restored: boolean,
+    claim: Claim,
   ): LiveLoop {
     let settle!: LiveLoop['settle']
     const done = new Promise<LoopOutput>((resolve, reject) => (settle = { resolve, reject }))
     done.catch(() => {}) // observed through handle.done; never an unhandled rejection
     const loop: LiveLoop = {
       name,
+      claim,
       createdAt,
       actor: null as unknown as LoopActor,
       restored,
@@ -487,6 +546,8 @@ export class Engine {
       lastState: '',
       lastWrite: Promise.resolve(),
       lastPut: null,
+      inspect: () => {},
+      queuedCommands: Promise.resolve(),
       settle,
       handle: {
         name,
@@ -509,6 +570,7 @@ export class Engine {
         this.onSnapshot(loop, event.event.type)
       }
     }
+    loop.inspect = inspect
     loop.actor =
       'input' in from
         ? createActor(this.machine, { input: from.input, inspect })
@@ -523,7 +585,6 @@ export class Engine {
     if (this.closed) return
     this.running++
     loop.started = true
-    await this.lock?.add(loop.name)
     // The error observer keeps an actor's error from being rethrown (and killing the process).
     const sub = loop.actor.subscribe({ error: (err) => this.onActorError(loop, err) })
     loop.unsubscribe = () => sub.unsubscribe()
@@ -538,10 +599,46 @@ export class Engine {
       loop.actor.send(event)
       return
     }
-    if (event.type === 'loop.cancel' || event.type === 'loop.say') {
-      this.dequeue(loop)
-      void this.launch(loop).then(() => loop.actor.send(event))
-    }
+    // One at a time, in the order sent.
+    loop.queuedCommands = loop.queuedCommands.then(() => this.applyQueued(loop, event)).catch((err: unknown) => {
+      this.onProblem(`engine: ${event.type} of queued loop ${loop.name}: ${err instanceof Error ? err.message : err}`)
+    })
+  }
+
+  /**
+   * A command to a loop waiting for a slot is applied to its record under this
+   * engine's claim, as to a loop no process runs (services/offline.ts): `say` does not
+   * start it, a paused one stays queued paused, a cancelled one leaves the queue.
+   */
+  private async applyQueued(loop: LiveLoop, event: ControlEvent): Promise<void> {
+    if (this.live.get(loop.name) !== loop) return // it ended (or was given up) before this command's turn
+    if (loop.started) return loop.actor.send(event)
+    const next = await applyOffline(this.store, loop.name, event)
+    // launched meanwhile from the older record: the running actor takes the command (and saves over it)
+    if (loop.started) return loop.actor.send(event)
+    const snapshot = next.snapshot as PersistedLoop
+    loop.record = next.status === 'running' ? { ...next, status: 'queued' } : next
+    loop.restored = true
+    loop.lastState = stateString(snapshot.value)
+    const restored = { ...snapshot, children: {}, context: { ...snapshot.context } }
+    loop.lastContext = restored.context
+    loop.actor = createActor(this.machine, { snapshot: restored, input: restored.context, inspect: loop.inspect })
+    const view = viewOf(loop.record)
+    for (const listener of loop.listeners) listener(view)
+    if (!FINAL.has(next.status)) return
+    this.dequeue(loop)
+    this.live.delete(loop.name)
+    this.forgetProviders(loop.name)
+    await this.claims.release(loop.claim)
+    const c = snapshot.context
+    loop.settle.resolve({
+      name: c.name,
+      status: c.status as LoopOutput['status'],
+      reason: c.reason ?? 'user_cancelled',
+      iteration: c.iteration,
+      usage: c.usage,
+      error: c.lastError,
+    })
   }
 
   private dequeue(loop: LiveLoop): void {
@@ -581,7 +678,7 @@ export class Engine {
   private async finish(loop: LiveLoop, output: LoopOutput | undefined): Promise<void> {
     loop.unsubscribe?.()
     loop.unsubscribe = null
-    await this.lock?.remove(loop.name)
+    await this.claims.release(loop.claim)
     this.forgetProviders(loop.name)
     this.live.delete(loop.name)
     this.running--
@@ -606,6 +703,7 @@ export class Engine {
     loop.unsubscribe = null
     this.live.delete(loop.name)
     this.running--
+    void this.claims.release(loop.claim)
     loop.settle.reject(err)
     this.drainQueue()
   }
@@ -618,6 +716,11 @@ export class Engine {
 
   /** Saves the loop's current record. */
   private write(loop: LiveLoop): Promise<void> {
+    // Fencing: a loop whose claim another process took is not this engine's to save any more.
+    if (!this.claims.held(loop.claim)) {
+      this.lostClaim(loop)
+      return loop.lastWrite
+    }
     // The handler keeps only the name: a record held until its put settles would keep every
     // intermediate snapshot of a busy loop alive while its writes queue.
     const name = loop.record.name
@@ -631,6 +734,24 @@ export class Engine {
     this.keepPending(p)
     loop.lastWrite = p
     return p
+  }
+
+  /** Stops a loop whose claim another process took over, without saving it (the new owner carries it on). */
+  private lostClaim(loop: LiveLoop): void {
+    if (!this.live.has(loop.name) || this.live.get(loop.name) !== loop) return
+    const message = `engine: loop ${loop.name}: another process took over its claim; stopped here without saving`
+    this.onProblem(message)
+    loop.unsubscribe?.()
+    loop.unsubscribe = null
+    this.live.delete(loop.name)
+    this.dequeue(loop)
+    if (loop.started) {
+      this.running--
+      loop.actor.stop()
+    }
+    this.forgetProviders(loop.name)
+    loop.settle.reject(new EngineError(message))
+    this.drainQueue()
   }
 
   /** Keeps a store write in `pending` until it settles. */
@@ -669,28 +790,44 @@ export class Engine {
     for (const key of this.providers.keys()) if (key.startsWith(`${loopName}\u0000`)) this.providers.delete(key)
   }
 
-  /** The loops other live processes run: name → pid. */
-  private async ownersElsewhere(): Promise<Map<string, number>> {
-    if (this.lock === null) return new Map()
-    const owners = await lockOwners(this.dataDir)
-    for (const [name, pid] of owners) if (pid === process.pid) owners.delete(name)
-    return owners
-  }
-
-  private async reserveName(wanted: string | undefined, base: string): Promise<string> {
+  /**
+   * A free name for a new loop, claimed: `wanted` (refused when a loop of that name
+   * exists or another process is starting one), else `base`, `base-2` … (the first
+   * whose claim this engine gets and that no saved loop has).
+   */
+  private async reserveName(wanted: string | undefined, base: string): Promise<{ name: string; claim: Claim }> {
     const taken = async (n: string) => this.reserved.has(n) || this.live.has(n) || (await this.store.has(n))
-    if (wanted !== undefined) {
-      if (!/^[a-z0-9][a-z0-9-]{0,79}$/.test(wanted)) {
-        throw new EngineError(`name: '${wanted}' is not a valid loop name (lower-case letters, digits and -)`)
-      }
-      if (await taken(wanted)) throw new EngineError(`name: a loop named '${wanted}' already exists`)
-      this.reserved.add(wanted)
-      return wanted
+    if (wanted !== undefined && !/^[a-z0-9][a-z0-9-]{0,79}$/.test(wanted)) {
+      throw new EngineError(`name: '${wanted}' is not a valid loop name (lower-case letters, digits and -)`)
     }
-    let name = base
-    for (let n = 2; await taken(name); n++) name = `${base}-${n}`
-    this.reserved.add(name)
-    return name
+    for (let n = 1; ; n++) {
+      const name = wanted ?? (n === 1 ? base : `${base}-${n}`)
+      const exists = () => new EngineError(`name: a loop named '${name}' already exists`)
+      if (await taken(name)) {
+        if (wanted !== undefined) throw exists()
+        continue
+      }
+      this.reserved.add(name)
+      const got = await this.claims.claim(name, this.owner).catch((err: unknown) => {
+        this.reserved.delete(name)
+        throw err
+      })
+      if (!('claim' in got)) {
+        this.reserved.delete(name)
+        if (wanted !== undefined) {
+          throw new EngineError(`name: a loop named '${name}' is being started or run by ${ownerText(got.heldBy)}`)
+        }
+        continue
+      }
+      // saved by another process between the look and the claim
+      if (await this.store.has(name)) {
+        this.reserved.delete(name)
+        await this.claims.release(got.claim)
+        if (wanted !== undefined) throw exists()
+        continue
+      }
+      return { name, claim: got.claim }
+    }
   }
 
   private async pollCommands(): Promise<void> {
@@ -742,4 +879,9 @@ async function checkWorkspace(dir: string, dataDir: string | null): Promise<void
   if (dataDir !== null && isInside(await realDir(dataDir), await realpath(dir))) {
     throw new EngineError(`workspace: ${dir} is inside the data dir ${dataDir}; the model would reach every loop's records`)
   }
+}
+
+/** `process 1234`, or `another process` when the claim is being written. */
+function ownerText(owner: Owner): string {
+  return owner.pid > 0 ? `process ${owner.pid}` : 'another process'
 }

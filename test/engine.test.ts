@@ -3,6 +3,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { processStart } from '../adapters/claims.ts'
 import { JsonStore } from '../adapters/json-store.ts'
 import { MemoryStore } from '../adapters/memory-store.ts'
 import type { LoopRecord } from '../adapters/snapshot-store.ts'
@@ -159,7 +160,7 @@ describe('engine', () => {
     expect(record.snapshot.value).toEqual({ running: { coding: 'watching' } })
     // saved without the session child (and the copy of the context that is its input): a restore invokes a fresh one
     expect(record.snapshot.children).toEqual({})
-    expect(await readdir(join(dataDir, 'locks'))).toEqual([])
+    expect(await readdir(join(dataDir, 'claims'))).toEqual([]) // the claim was given up with the engine
     const reopened = await new JsonStore(dataDir).list()
     expect(reopened.map((r) => r.name)).toEqual(['wait-forever'])
     // and it carries on from that record: a fresh session asks the cut call again (now answered) and the loop ends
@@ -170,7 +171,7 @@ describe('engine', () => {
     expect(await again!.done).toMatchObject({ status: 'completed', reason: 'completed', iteration: 1 })
   })
 
-  it('keeps one lock file per engine process, listing the loops it runs', async () => {
+  it('claims every loop it runs (pid and process start time), and gives a claim up when its loop ends or the engine closes', async () => {
     const dataDir = join(dir, 'data')
     const s = await scenarioFile('hang.json', { coder: [{ type: 'hang' }] })
     engine = await createEngine({ dataDir, maxConcurrentLoops: 20 })
@@ -178,17 +179,15 @@ describe('engine', () => {
     for (let i = 0; i < 20; i++) {
       names.push((await engine.start({ goal: `loop ${i}` }, { models: [`scripted:${s}`], workspace: dir, stallTimeoutMs: 600_000 })).name)
     }
-    expect(await readdir(join(dataDir, 'locks'))).toEqual([`engine-${process.pid}.json`])
-    const lock = JSON.parse(await readFile(join(dataDir, 'locks', `engine-${process.pid}.json`), 'utf8'))
-    expect(lock.pid).toBe(process.pid)
-    expect([...lock.loops].sort()).toEqual([...names].sort())
+    expect((await readdir(join(dataDir, 'claims'))).sort()).toEqual([...names].sort())
+    const claim = JSON.parse(await readFile(join(dataDir, 'claims', names[0]!, '1.json'), 'utf8'))
+    expect(claim).toMatchObject({ pid: process.pid, started: processStart(process.pid), id: engine.owner.id })
     engine.handle(names[0]!)!.cancel()
     await engine.handle(names[0]!)!.done
-    const after = JSON.parse(await readFile(join(dataDir, 'locks', `engine-${process.pid}.json`), 'utf8'))
-    expect(after.loops).not.toContain(names[0])
-    expect(after.loops).toHaveLength(19)
+    expect(await readdir(join(dataDir, 'claims'))).not.toContain(names[0])
+    expect(await readdir(join(dataDir, 'claims'))).toHaveLength(19)
     await engine.close()
-    expect(await readdir(join(dataDir, 'locks'))).toEqual([])
+    expect(await readdir(join(dataDir, 'claims'))).toEqual([])
   })
 
   it('applies commands that another process leaves in the data dir', async () => {
@@ -196,15 +195,15 @@ describe('engine', () => {
     const s = await scenarioFile('hang.json', { coder: [{ type: 'hang' }] })
     engine = await createEngine({ dataDir, commandPollMs: 20 })
     const h = await engine.start({ goal: 'wait' }, { models: [`scripted:${s}`], workspace: dir, stallTimeoutMs: 600_000 })
-    const { lockOwner, sendCommand } = await import('../services/control.ts')
-    expect(await lockOwner(dataDir, h.name)).toBe(process.pid)
+    const { sendCommand } = await import('../services/control.ts')
+    expect((await engine.claims.holder(h.name))?.pid).toBe(process.pid)
     await sendCommand(dataDir, h.name, { type: 'loop.say', text: 'hello from afar' })
     await sendCommand(dataDir, h.name, { type: 'loop.cancel' })
     const out = await h.done
     expect(out).toMatchObject({ status: 'cancelled', reason: 'user_cancelled' })
     const detail = await engine.get(h.name)
     expect(detail?.inbox).toEqual(['hello from afar'])
-    expect(await lockOwner(dataDir, h.name)).toBeNull()
+    expect(await engine.claims.holder(h.name)).toBeNull()
   })
 
   it('reports status details: findings, sections and usage per model and role', async () => {

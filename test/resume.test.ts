@@ -1,9 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createActor } from 'xstate'
+import { processStart } from '../adapters/claims.ts'
 import { JsonStore } from '../adapters/json-store.ts'
 import { MemoryStore } from '../adapters/memory-store.ts'
 import { scriptedFactory } from '../adapters/scripted-provider.ts'
@@ -238,16 +239,17 @@ describe('engine resume', () => {
     const a = await engine()
     const h = await a.start({ goal: 'owned' }, { models: [hangs], workspace: dir, stallTimeoutMs: 600_000 })
     await new Promise((r) => setTimeout(r, 50))
-    expect(JSON.parse(await readFile(join(dir, 'data', 'locks', `engine-${process.pid}.json`), 'utf8'))).toMatchObject({
+    expect(JSON.parse(await readFile(join(dir, 'data', 'claims', h.name, '1.json'), 'utf8'))).toMatchObject({
       pid: process.pid,
-      loops: [h.name],
+      id: a.owner.id,
     })
     await a.close()
-    expect(await readdir(join(dir, 'data', 'locks'))).toEqual([]) // a process that runs no loop holds no lock
-    // another engine of this same process would not be an "other" process: fake a foreign owner
+    expect(await readdir(join(dir, 'data', 'claims'))).toEqual([]) // a closed engine holds no claim
+    // another engine of this same process is another owner, but fake one of another live process
+    await mkdir(join(dir, 'data', 'claims', h.name), { recursive: true })
     await writeFile(
-      join(dir, 'data', 'locks', `engine-${process.ppid}.json`),
-      JSON.stringify({ pid: process.ppid, since: 'x', loops: [h.name] }),
+      join(dir, 'data', 'claims', h.name, '1.json'),
+      JSON.stringify({ id: 'other', pid: process.ppid, started: processStart(process.ppid), host: hostname() }),
     )
     const b = await engine()
     expect(b.handle(h.name)).toBeUndefined()

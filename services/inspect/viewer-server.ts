@@ -28,7 +28,7 @@ import { migrateRecord } from '../../adapters/migrations.ts'
 import { SCHEMA_VERSION, type HistoryEntry, type LoopRecord } from '../../adapters/snapshot-store.ts'
 import { emptyUsage } from '../../machines/loop.machine.ts'
 import type { LoopContext } from '../../machines/loop.types.ts'
-import { lockOwner } from '../control.ts'
+import { JsonClaims } from '../../adapters/claims.ts'
 import { packagePath } from '../paths.ts'
 import { detailOf, stateString, viewOf, type LoopDetail, type LoopView } from '../views.ts'
 import { serializeChart } from './chart.ts'
@@ -439,11 +439,15 @@ class Model {
   /** Loops whose history log is followed; the chain of reads of each. */
   private readonly watched = new Set<string>()
   private readonly historyReads = new Map<string, Promise<void>>()
+  /** Who runs each loop: the live holder of its claim (read only: the viewer never claims). */
+  private readonly claims: JsonClaims
 
   constructor(
     private readonly dataDir: string,
     private readonly log: (line: string) => void,
-  ) {}
+  ) {
+    this.claims = new JsonClaims(dataDir)
+  }
 
   has(name: string): boolean {
     return this.loops.has(name)
@@ -576,12 +580,12 @@ class Model {
           if (record) {
             const e = this.entry(name)
             e.store = { record, mtimeMs: st.mtimeMs, size: st.size }
-            e.owner = await lockOwner(this.dataDir, name)
+            e.owner = (await this.claims.holder(name))?.pid ?? null
             this.touched(name)
           }
         } else if (checkOwners && known.record.status !== 'completed') {
           const e = this.loops.get(name)!
-          const owner = await lockOwner(this.dataDir, name)
+          const owner = (await this.claims.holder(name))?.pid ?? null
           if (owner !== e.owner) {
             e.owner = owner
             this.touched(name)
