@@ -2,7 +2,7 @@
  * `scripted:<file>`: deterministic replay of a scenario (adapters/scenario.ts).
  * One instance per loop: it keeps a cursor per role into the scenario.
  */
-import { readFileSync, statSync } from 'node:fs'
+import { appendFileSync, readFileSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import {
   abortedError,
@@ -19,14 +19,29 @@ import { loadScenario, parseScenarioText, readError, SCENARIO_ERRORS, type Scena
 /** Streamed text is split into at most this many chunks. */
 const MAX_TEXT_CHUNKS = 4
 
+/**
+ * Where a scripted provider records its calls: one JSON line per call,
+ * `{ loop, role, call, pid, at }` (`call`: the scenario entry it answered with),
+ * appended to `file`. Set `LOOPSTATE_SCRIPTED_LOG=<file>` to have every scripted
+ * loop of a process log there: with several processes on one data dir it shows
+ * which process asked what, and that no answered call was asked twice.
+ */
+export interface CallLog {
+  file: string
+  loop: string
+}
+
 /** A `ModelProvider` that answers from a scenario, one entry per call and role. */
 export class ScriptedProvider implements ModelProvider {
   readonly scheme = 'scripted'
   readonly #scenario: Scenario
   readonly #cursor: Record<Role, number> = { coder: 0, auditor: 0 }
+  readonly #log: CallLog | null
 
-  constructor(scenario: Scenario) {
+  /** @param log where each call is recorded (see `CallLog`), or null */
+  constructor(scenario: Scenario, log: CallLog | null = null) {
     this.#scenario = scenario
+    this.#log = log
   }
 
   async contextLength(): Promise<number | null> {
@@ -52,6 +67,10 @@ export class ScriptedProvider implements ModelProvider {
       )
     }
     this.#cursor[role] = used + 1
+    if (this.#log) {
+      const line = { loop: this.#log.loop, role, call: used, pid: process.pid, at: new Date().toISOString() }
+      appendFileSync(this.#log.file, `${JSON.stringify(line)}\n`)
+    }
 
     if (entry.type === 'hang') return waitForAbort(signal)
     const delayMs = entry.delayMs ?? 0
@@ -114,7 +133,7 @@ function readScenarioSync(file: string): Scenario {
  */
 export function scriptedFactory(baseDir?: string): ProviderFactory {
   const parsed = new Map<string, { stamp: string; scenario: Scenario }>()
-  return (model) => {
+  return (model, loopName) => {
     const file = resolve(baseDir ?? process.cwd(), model)
     let stamp: string
     try {
@@ -128,7 +147,8 @@ export function scriptedFactory(baseDir?: string): ProviderFactory {
       entry = { stamp, scenario: readScenarioSync(file) }
       parsed.set(file, entry)
     }
-    return new ScriptedProvider(entry.scenario)
+    const log = process.env.LOOPSTATE_SCRIPTED_LOG
+    return new ScriptedProvider(entry.scenario, log ? { file: log, loop: loopName } : null)
   }
 }
 
