@@ -142,6 +142,8 @@ interface LiveLoop {
   inspect: (event: InspectionEvent) => void
   /** Commands to the loop while it waits for a slot, applied one after another. */
   queuedCommands: Promise<void>
+  /** Why its last save failed (it is stopped, paused at its last good record), or null. */
+  storageFailed: string | null
 }
 
 const FINAL = new Set(['completed', 'cancelled', 'errored', 'stalled'])
@@ -548,6 +550,7 @@ export class Engine {
       lastPut: null,
       inspect: () => {},
       queuedCommands: Promise.resolve(),
+      storageFailed: null,
       settle,
       handle: {
         name,
@@ -595,6 +598,12 @@ export class Engine {
 
   /** Queued loops take commands too: cancel and say start the actor so that the event lands. */
   private deliver(loop: LiveLoop, event: ControlEvent): void {
+    if (loop.storageFailed !== null && !loop.started) {
+      loop.queuedCommands = loop.queuedCommands.then(() => this.afterStorageFailure(loop, event)).catch((err: unknown) => {
+        this.onProblem(`engine: ${event.type} of loop ${loop.name}: ${err instanceof Error ? err.message : err}`)
+      })
+      return
+    }
     if (loop.started) {
       loop.actor.send(event)
       return
@@ -661,7 +670,12 @@ export class Engine {
     if (state !== from || eventType === 'loop.restored') this.logTransition(loop, eventType, from, state, snapshot)
     const view = viewOf(loop.record)
     for (const listener of loop.listeners) listener(view)
-    if (final) void written.then(() => this.finish(loop, actorSnapshot.output))
+    // Ended only once that is on disk: a final state that could not be saved waits, paused, like any other.
+    if (final) {
+      void written.then(() => {
+        if (loop.storageFailed === null) void this.finish(loop, actorSnapshot.output)
+      })
+    }
   }
 
   private logTransition(loop: LiveLoop, event: string, from: string, to: string, snapshot: PersistedLoop): void {
@@ -728,12 +742,64 @@ export class Engine {
     // The store gives a put that joins a write already waiting that write's promise: it has its handlers.
     if (put === loop.lastPut) return loop.lastWrite
     loop.lastPut = put
-    const p = put.catch((err: unknown) => {
-      this.onProblem(`engine: could not save loop ${name}: ${err instanceof Error ? err.message : err}`)
-    })
+    const p = put.then(
+      () => {},
+      (err: unknown) => this.saveFailed(loop, name, err),
+    )
     this.keepPending(p)
     loop.lastWrite = p
     return p
+  }
+
+  /**
+   * No progress without durability: a loop whose record could not be saved (ENOSPC,
+   * EIO, EROFS …) is stopped where it stands, its last good record left as it is on
+   * disk, and shows as paused. A side-effect tool waiting for that save never runs
+   * (its session is aborted). `resume` restores it from that last good record.
+   */
+  private saveFailed(loop: LiveLoop, name: string, err: unknown): void {
+    const why = err instanceof Error ? err.message : String(err)
+    if (this.closed || this.live.get(name) !== loop) {
+      this.onProblem(`engine: could not save loop ${name}: ${why}`)
+      return
+    }
+    if (loop.storageFailed !== null) return // reported once
+    loop.storageFailed = why
+    this.onProblem(
+      `engine: could not save loop ${name}: ${why}; paused at its last saved state (free space, then resume it)`,
+    )
+    if (loop.started) {
+      loop.unsubscribe?.()
+      loop.unsubscribe = null
+      loop.actor.stop()
+      loop.started = false
+      this.running--
+    }
+    loop.record = { ...loop.record, status: 'paused' }
+    const view = viewOf(loop.record)
+    for (const listener of loop.listeners) listener(view)
+    this.drainQueue()
+  }
+
+  /**
+   * A command to a loop stopped by a failed save: `resume` (or any command but
+   * pause) rebuilds it from its last good record on disk and queues it again.
+   */
+  private async afterStorageFailure(loop: LiveLoop, event: ControlEvent): Promise<void> {
+    if (event.type === 'loop.pause') return
+    const good = await this.store.get(loop.name)
+    if (good === null || this.live.get(loop.name) !== loop || loop.storageFailed === null) return
+    const snapshot = good.snapshot as PersistedLoop
+    const restored = { ...snapshot, children: {}, context: { ...snapshot.context } }
+    loop.storageFailed = null
+    loop.restored = true
+    loop.record = good.status === 'running' ? { ...good, status: 'queued' } : good
+    loop.lastState = stateString(snapshot.value)
+    loop.lastContext = restored.context
+    loop.actor = createActor(this.machine, { snapshot: restored, input: restored.context, inspect: loop.inspect })
+    this.queue.unshift(loop)
+    if (event.type !== 'loop.resume') this.deliver(loop, event)
+    this.drainQueue()
   }
 
   /** Stops a loop whose claim another process took over, without saving it (the new owner carries it on). */
