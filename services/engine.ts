@@ -3,7 +3,7 @@
  * every state change to the store (and the transition to the loop's history),
  * restores unfinished loops from their snapshots, and lets users talk to them.
  */
-import { cp, mkdir, readFile, realpath, rm, stat } from 'node:fs/promises'
+import { cp, mkdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { createActor, type Actor, type InspectionEvent } from 'xstate'
 import { currentOwner, JsonClaims, MemoryClaims, type Claim, type ClaimStore, type Owner } from '../adapters/claims.ts'
@@ -224,22 +224,36 @@ export class Engine {
     this.requireProviders(PROBE, config)
     this.forgetProviders(PROBE)
     const { name, claim } = await this.reserveName(wanted, slugify(parsed.task.title))
+    let pending = false
+    let made: GitWorkspace | null = null
+    let saved = false
     try {
       this.requireProviders(name, config)
       const repo = inPlace ? null : await repoRoot(dir)
-      const git = repo === null ? null : await createWorktree(dir, repo, name)
+      // A worktree is made before the record is saved: the intent is noted first, so that what a
+      // start killed meanwhile leaves (a worktree and branch with no record) is ours to reclaim.
+      const leftover = repo !== null && (await this.notePendingWorktree(name, repo))
+      pending = repo !== null
+      const git = repo === null ? null : (made = await createWorktree(dir, repo, name, 'HEAD', { reclaim: leftover }))
       const workspace = git === null ? dir : workDir(git)
       const input: LoopInput = { name, ...parsed, workspace, config, git }
       const loop = this.track(name, new Date().toISOString(), { input }, false, claim)
       const queued = this.running >= this.maxConcurrent
       loop.record = recordOf(savedSnapshot(loop.actor), loop.createdAt, queued)
       await this.store.put(loop.record)
+      saved = true
+      if (pending) await this.donePendingWorktree(name)
       if (queued) this.queue.push(loop)
       else await this.launch(loop)
       return loop.handle
     } catch (err) {
       this.forgetProviders(name)
       this.live.delete(name)
+      if (!saved) {
+        // nothing of this start stays: its worktree and branch go, and so does the note of them
+        if (made !== null) await discardWorktree(made).catch(() => {})
+        if (pending) await this.donePendingWorktree(name).catch(() => {})
+      }
       await this.claims.release(claim)
       throw err
     } finally {
@@ -800,6 +814,26 @@ export class Engine {
     this.queue.unshift(loop)
     if (event.type !== 'loop.resume') this.deliver(loop, event)
     this.drainQueue()
+  }
+
+  /** `pending/<name>.json`: a worktree this engine is about to make for a loop not saved yet. */
+  private pendingFile(name: string): string | null {
+    return this.protectedDataDir === null ? null : join(this.protectedDataDir, 'pending', `${name}.json`)
+  }
+
+  /** Notes the intent; returns whether an earlier start of this name left one (it was killed before its record). */
+  private async notePendingWorktree(name: string, repo: string): Promise<boolean> {
+    const file = this.pendingFile(name)
+    if (file === null) return false
+    const left = await pathExists(file)
+    await mkdir(dirname(file), { recursive: true })
+    await writeFile(file, JSON.stringify({ repo, at: new Date().toISOString() }))
+    return left
+  }
+
+  private async donePendingWorktree(name: string): Promise<void> {
+    const file = this.pendingFile(name)
+    if (file !== null) await rm(file, { force: true })
   }
 
   /** Stops a loop whose claim another process took over, without saving it (the new owner carries it on). */

@@ -10,7 +10,7 @@
  * whose HEAD is `loop/<name>`. Otherwise nothing is committed and the loop ends
  * `workspace_failed` with what changed.
  */
-import { cp, lstat, mkdir, readdir, readFile, stat } from 'node:fs/promises'
+import { cp, lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path'
 import type { GitWorkspace } from '../machines/loop.types.ts'
 import { discoverRepo, git, gitOrNull, GitWorkspaceError, type GitPin } from './safe-git.ts'
@@ -60,14 +60,21 @@ async function worktreeGitDir(commonDir: string, worktree: string): Promise<stri
  * `dir` may be a subdirectory of the repository: the loop works in the same
  * subdirectory of the worktree.
  */
-export async function createWorktree(dir: string, repo: string, loopName: string, from = 'HEAD'): Promise<GitWorkspace> {
+export async function createWorktree(
+  dir: string,
+  repo: string,
+  loopName: string,
+  from = 'HEAD',
+  opts: { reclaim?: boolean } = {},
+): Promise<GitWorkspace> {
   const found = await discoverRepo(repo)
   if (found === null) throw new GitWorkspaceError(`workspace: ${repo} is not a git repository`)
   const pin = repoPin(repo, found.commonDir)
   const branch = branchOf(loopName)
   const worktree = worktreePath(repo, loopName)
   if (await branchExists(pin, branch)) {
-    throw new GitWorkspaceError(`workspace: branch ${branch} already exists in ${repo}; pick another --name`)
+    if (!opts.reclaim) throw new GitWorkspaceError(`workspace: branch ${branch} already exists in ${repo}; pick another --name`)
+    await reclaimLeftover(pin, found.commonDir, branch, worktree)
   }
   if (await pathExists(worktree)) throw new GitWorkspaceError(`workspace: ${worktree} already exists`)
   const base = await git(pin, ['rev-parse', '--verify', `${from}^{commit}`]).catch(() => {
@@ -76,6 +83,33 @@ export async function createWorktree(dir: string, repo: string, loopName: string
   await mkdir(dirname(worktree), { recursive: true })
   await git(pin, ['worktree', 'add', '-b', branch, worktree, base])
   return { repo, branch, worktree, base, subdir: relative(repo, dir), commonDir: found.commonDir }
+}
+
+/**
+ * The branch `loop/<name>` (and worktree) of a start that was killed during
+ * `git worktree add`, before its record was saved (the caller knows from its data
+ * dir, and holds the name's claim). It is removed when that loses nothing: the
+ * branch holds no commit that HEAD lacks and the worktree (if any) has no change.
+ * Otherwise the start is refused with what to do.
+ */
+async function reclaimLeftover(pin: GitPin, commonDir: string, branch: string, worktree: string): Promise<void> {
+  const refuse = (why: string) =>
+    new GitWorkspaceError(
+      `workspace: branch ${branch} already exists in ${pin.workTree} (${why}); pick another --name, ` +
+        `or remove it: git worktree remove ${worktree}; git branch -D ${branch}`,
+    )
+  const own = await gitOrNull(pin, ['rev-list', '--count', `HEAD..refs/heads/${branch}`])
+  if (own !== '0') throw refuse('it has commits of its own')
+  const gitDir = await worktreeGitDir(commonDir, worktree)
+  if (gitDir !== null) {
+    const changes = await gitOrNull({ gitDir, workTree: worktree }, ['status', '--porcelain', '--ignore-submodules=all'])
+    if (changes !== '') throw refuse('its worktree has changes')
+    await git(pin, ['worktree', 'remove', '--force', worktree])
+  } else if (await pathExists(worktree)) {
+    throw refuse(`${worktree} is not its worktree`)
+  }
+  await gitOrNull(pin, ['worktree', 'prune'])
+  await git(pin, ['branch', '-D', branch])
 }
 
 /** The directory the loop works in. */
@@ -120,7 +154,10 @@ export async function verifyWorktree(g: GitWorkspace): Promise<GitPin> {
  */
 export async function ensureWorktree(g: GitWorkspace): Promise<'present' | 'restored'> {
   if (await pathExists(g.worktree)) {
-    await verifyWorktree(g)
+    const pin = await verifyWorktree(g)
+    // The caller holds the loop's claim: no other loopstate works here, so a lock is
+    // what a git command killed with its engine left (it would fail every commit).
+    await rm(join(pin.gitDir, 'index.lock'), { force: true })
     return 'present'
   }
   if (!(await pathExists(g.repo))) throw new GitWorkspaceError(`workspace: repository ${g.repo} is gone`)
