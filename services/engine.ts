@@ -2,21 +2,42 @@
  * The engine: spawns loop actors, queues them beyond the concurrency cap, writes
  * every state change to the store (and the transition to the loop's history),
  * restores unfinished loops from their snapshots, and lets users talk to them.
+ * Every loop it acts on is claimed first (docs/architecture.md, "Ownership").
+ * Its types are in services/engine/types.ts, its helpers in services/engine/.
  */
-import { cp, mkdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises'
+import { cp, mkdir, rm } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
-import { createActor, type Actor, type InspectionEvent } from 'xstate'
+import { createActor, type InspectionEvent } from 'xstate'
 import { currentOwner, JsonClaims, MemoryClaims, type Claim, type ClaimStore, type Owner } from '../adapters/claims.ts'
 import { JsonStore } from '../adapters/json-store.ts'
-import { parseModelSpec, type ModelProvider, type ProviderFactory } from '../adapters/model-provider.ts'
 import { scriptedFactory } from '../adapters/scripted-provider.ts'
 import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
-import type { ControlEvent, GitWorkspace, LoopConfig, LoopInput, LoopOutput } from '../machines/loop.types.ts'
-import { resolveConfig, type LoopOptions } from './config.ts'
+import type { ControlEvent, GitWorkspace, LoopInput, LoopOutput } from '../machines/loop.types.ts'
+import { resolveConfig } from './config.ts'
 import { inboxNames, takeCommands } from './control.ts'
-import { applyOffline } from './offline.ts'
-import { goalTask, parsePlan, slugify } from './plan.ts'
+import { ProviderCache } from './engine/providers.ts'
+import {
+  checkpointWall,
+  checkWorkspace,
+  donePendingWorktree,
+  notePendingWorktree,
+  ownerText,
+  phaseState,
+  readTask,
+} from './engine/support.ts'
+import {
+  EngineError,
+  FINAL,
+  PROBE,
+  type EngineOptions,
+  type ForkOptions,
+  type LiveLoop,
+  type LoopActor,
+  type LoopHandle,
+  type StartOptions,
+  type LoopTaskSpec,
+} from './engine/types.ts'
 import {
   createWorktree,
   discardWorktree,
@@ -27,7 +48,8 @@ import {
   repoRoot,
   workDir,
 } from './git-workspace.ts'
-import { isInside, realDir } from './sandbox.ts'
+import { applyOffline } from './offline.ts'
+import { slugify } from './plan.ts'
 import { createLoopServices } from './session-actor.ts'
 import {
   contextOf,
@@ -41,114 +63,8 @@ import {
   type PersistedLoop,
 } from './views.ts'
 
-export interface EngineOptions {
-  /** Directory of the JSON store. @default 'data' (relative to the working directory) */
-  dataDir?: string
-  /** A store other than the JSON store of `dataDir` (e.g. MemoryStore in tests). */
-  store?: SnapshotStore
-  /** Model providers by scheme. @default { scripted } */
-  providers?: Record<string, ProviderFactory>
-  /** Loops running at once (a paused loop keeps its place); more wait in a queue. @default 3 */
-  maxConcurrentLoops?: number
-  /**
-   * Restore every unfinished loop of the store (running, paused, queued) when the
-   * engine is created. Loops that another live process runs are left to it.
-   * @default true
-   */
-  resume?: boolean
-  /** History entries kept per loop (older ones are dropped). @default 500 */
-  historyLimit?: number
-  /**
-   * Apply commands (cancel, pause, say) that other processes leave in the data dir.
-   * @default true when the store is the JSON store of `dataDir`
-   */
-  acceptCommands?: boolean
-  /** How often the data dir is checked for commands, ms. @default 200 */
-  commandPollMs?: number
-  /** One-line reports of problems that do not stop the engine (an unwritable record, a bad store file). */
-  onProblem?: (message: string) => void
-  /** Receives every XState inspection event of every loop actor and its children. */
-  inspect?: (event: InspectionEvent) => void
-}
-
-/** What a loop works on: a plan (markdown text or a file) or a goal. */
-export type LoopTaskSpec = { plan: string; source?: string } | { planFile: string } | { goal: string }
-
-export interface StartOptions extends LoopOptions {
-  /** Loop name. @default the slug of the plan title, made unique with -2, -3 … */
-  name?: string
-  /**
-   * Directory the coder works in. In a git repository the loop works in a new
-   * worktree on branch `loop/<name>` instead (see `inPlace`).
-   * @default the working directory
-   */
-  workspace?: string
-  /** Work in the workspace directory itself even when it is in a git repository. @default false */
-  inPlace?: boolean
-}
-
-export interface ForkOptions {
-  /** History entry to start from: its snapshot, or the nearest earlier one that has a snapshot. */
-  at: number
-  /** Name of the new loop. @default `<name>-fork`, made unique */
-  name?: string
-  /** Where the copy of the workspace goes. @default beside the original: `<workspace>.<new name>` */
-  workspace?: string
-}
-
-export interface LoopHandle {
-  readonly name: string
-  /** Called with the loop's view on every saved state change; returns an unsubscribe function. */
-  subscribe(listener: (view: LoopView) => void): () => void
-  view(): LoopView
-  send(event: ControlEvent): void
-  cancel(): void
-  pause(): void
-  resume(): void
-  say(text: string): void
-  /** Settles when the loop reaches a final state and its last snapshot is saved. */
-  readonly done: Promise<LoopOutput>
-}
-
-export class EngineError extends Error {
-  override readonly name = 'EngineError'
-}
-
-type LoopActor = Actor<typeof loopMachine>
-
-interface LiveLoop {
-  name: string
-  /** This engine's claim of the loop: held from before its record is read or made until it ends or the engine closes. */
-  claim: Claim
-  createdAt: string
-  actor: LoopActor
-  /** Restored from a snapshot: told `loop.restored` when started. */
-  restored: boolean
-  /** Why the loop's workspace cannot be had (told `loop.workspaceFailed` when started). */
-  workspaceProblem?: string | null
-  started: boolean
-  record: LoopRecord
-  listeners: Set<(view: LoopView) => void>
-  unsubscribe: (() => void) | null
-  lastContext: unknown
-  lastState: string
-  /** The latest write of the loop's record. */
-  lastWrite: Promise<void>
-  /** The store's promise behind `lastWrite`. */
-  lastPut: Promise<void> | null
-  settle: { resolve: (o: LoopOutput) => void; reject: (e: unknown) => void }
-  handle: LoopHandle
-  /** The inspection callback its actors report to (kept for an actor rebuilt while queued). */
-  inspect: (event: InspectionEvent) => void
-  /** Commands to the loop while it waits for a slot, applied one after another. */
-  queuedCommands: Promise<void>
-  /** Why its last save failed (it is stopped, paused at its last good record), or null. */
-  storageFailed: string | null
-}
-
-const FINAL = new Set(['completed', 'cancelled', 'errored', 'stalled'])
-/** The loop name under which a new loop's models are built once, to check them, before it has a name. */
-const PROBE = '\u0000probe'
+export { EngineError } from './engine/types.ts'
+export type { EngineOptions, ForkOptions, LoopHandle, LoopTaskSpec, StartOptions } from './engine/types.ts'
 
 /** Creates an engine and, unless `resume: false`, restores the unfinished loops of its store. */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
@@ -162,7 +78,6 @@ export class Engine {
   /** The data dir no model may reach (null for another store with no dataDir given). */
   private readonly protectedDataDir: string | null
   readonly store: SnapshotStore
-  private readonly factories: Record<string, ProviderFactory>
   private readonly maxConcurrent: number
   private readonly historyLimit: number
   private readonly onProblem: (message: string) => void
@@ -171,7 +86,8 @@ export class Engine {
   readonly claims: ClaimStore
   /** This engine as the owner of its claims. */
   readonly owner: Owner = currentOwner()
-  private readonly providers = new Map<string, { provider: ModelProvider; model: string }>()
+  /** The model providers of its loops. */
+  private readonly models: ProviderCache
   private readonly machine: typeof loopMachine
   private readonly live = new Map<string, LiveLoop>()
   private readonly queue: LiveLoop[] = []
@@ -187,7 +103,7 @@ export class Engine {
     this.onProblem = options.onProblem ?? ((m) => console.error(m))
     this.store = options.store ?? new JsonStore(this.dataDir, { onProblem: this.onProblem })
     this.claims = options.store === undefined ? new JsonClaims(this.dataDir) : new MemoryClaims()
-    this.factories = { scripted: scriptedFactory(), ...options.providers }
+    this.models = new ProviderCache({ scripted: scriptedFactory(), ...options.providers })
     this.maxConcurrent = options.maxConcurrentLoops ?? 3
     if (!Number.isInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
       throw new EngineError(`engine: maxConcurrentLoops must be a positive integer (got ${options.maxConcurrentLoops})`)
@@ -198,7 +114,7 @@ export class Engine {
     this.inspector = options.inspect
     this.machine = loopMachine.provide(
       createLoopServices({
-        provider: (loop, spec) => this.provider(loop, spec),
+        provider: (loop, spec) => this.models.get(loop, spec),
         durable: async (loop) => this.live.get(loop)?.lastWrite,
         dataDir: this.protectedDataDir,
       }),
@@ -221,18 +137,18 @@ export class Engine {
     const dir = resolve(ws ?? process.cwd())
     await checkWorkspace(dir, this.protectedDataDir)
     // The models are checked before a name is claimed (a claim is a file in the data dir).
-    this.requireProviders(PROBE, config)
-    this.forgetProviders(PROBE)
+    this.models.require(PROBE, config)
+    this.models.forget(PROBE)
     const { name, claim } = await this.reserveName(wanted, slugify(parsed.task.title))
     let pending = false
     let made: GitWorkspace | null = null
     let saved = false
     try {
-      this.requireProviders(name, config)
+      this.models.require(name, config)
       const repo = inPlace ? null : await repoRoot(dir)
       // A worktree is made before the record is saved: the intent is noted first, so that what a
       // start killed meanwhile leaves (a worktree and branch with no record) is ours to reclaim.
-      const leftover = repo !== null && (await this.notePendingWorktree(name, repo))
+      const leftover = repo !== null && (await notePendingWorktree(this.protectedDataDir, name, repo))
       pending = repo !== null
       const git = repo === null ? null : (made = await createWorktree(dir, repo, name, 'HEAD', { reclaim: leftover }))
       const workspace = git === null ? dir : workDir(git)
@@ -242,17 +158,17 @@ export class Engine {
       loop.record = recordOf(savedSnapshot(loop.actor), loop.createdAt, queued)
       await this.store.put(loop.record)
       saved = true
-      if (pending) await this.donePendingWorktree(name)
+      if (pending) await donePendingWorktree(this.protectedDataDir, name)
       if (queued) this.queue.push(loop)
       else await this.launch(loop)
       return loop.handle
     } catch (err) {
-      this.forgetProviders(name)
+      this.models.forget(name)
       this.live.delete(name)
       if (!saved) {
         // nothing of this start stays: its worktree and branch go, and so does the note of them
         if (made !== null) await discardWorktree(made).catch(() => {})
-        if (pending) await this.donePendingWorktree(name).catch(() => {})
+        if (pending) await donePendingWorktree(this.protectedDataDir, name).catch(() => {})
       }
       await this.claims.release(claim)
       throw err
@@ -378,7 +294,7 @@ export class Engine {
     let madeWorktree: GitWorkspace | null = null
     try {
       // Its models must be available here before anything is copied (e.g. `ollama:` without the provider).
-      this.requireProviders(newName, source.context.config)
+      this.models.require(newName, source.context.config)
       const original = source.context.git ?? null
       let git = null
       let workspace: string
@@ -417,7 +333,7 @@ export class Engine {
       madeCopy = madeWorktree = null // saved: from here on the fork is a loop of the store, resumable
       return await this.restore(record, claim)
     } catch (err) {
-      this.forgetProviders(newName)
+      this.models.forget(newName)
       if (!this.live.has(newName)) await this.claims.release(claim)
       if (madeCopy !== null) await rm(madeCopy, { recursive: true, force: true }).catch(() => {})
       if (madeWorktree !== null) await discardWorktree(madeWorktree).catch(() => {})
@@ -508,7 +424,7 @@ export class Engine {
   private async restore(record: LoopRecord, claim: Claim): Promise<LoopHandle> {
     const snapshot = record.snapshot as PersistedLoop
     const context = snapshot.context
-    this.requireProviders(record.name, context.config)
+    this.models.require(record.name, context.config)
     // Restored without its invoked children (the session, a commit): XState would start
     // them again from their input, and `loop.restored`, sent right after the start,
     // re-enters `running`, which stops them and invokes fresh ones (paused and queued
@@ -651,7 +567,7 @@ export class Engine {
     if (!FINAL.has(next.status)) return
     this.dequeue(loop)
     this.live.delete(loop.name)
-    this.forgetProviders(loop.name)
+    this.models.forget(loop.name)
     await this.claims.release(loop.claim)
     const c = snapshot.context
     loop.settle.resolve({
@@ -707,7 +623,7 @@ export class Engine {
     loop.unsubscribe?.()
     loop.unsubscribe = null
     await this.claims.release(loop.claim)
-    this.forgetProviders(loop.name)
+    this.models.forget(loop.name)
     this.live.delete(loop.name)
     this.running--
     const c = contextOf(loop.record)
@@ -816,26 +732,6 @@ export class Engine {
     this.drainQueue()
   }
 
-  /** `pending/<name>.json`: a worktree this engine is about to make for a loop not saved yet. */
-  private pendingFile(name: string): string | null {
-    return this.protectedDataDir === null ? null : join(this.protectedDataDir, 'pending', `${name}.json`)
-  }
-
-  /** Notes the intent; returns whether an earlier start of this name left one (it was killed before its record). */
-  private async notePendingWorktree(name: string, repo: string): Promise<boolean> {
-    const file = this.pendingFile(name)
-    if (file === null) return false
-    const left = await pathExists(file)
-    await mkdir(dirname(file), { recursive: true })
-    await writeFile(file, JSON.stringify({ repo, at: new Date().toISOString() }))
-    return left
-  }
-
-  private async donePendingWorktree(name: string): Promise<void> {
-    const file = this.pendingFile(name)
-    if (file !== null) await rm(file, { force: true })
-  }
-
   /** Stops a loop whose claim another process took over, without saving it (the new owner carries it on). */
   private lostClaim(loop: LiveLoop): void {
     if (!this.live.has(loop.name) || this.live.get(loop.name) !== loop) return
@@ -849,7 +745,7 @@ export class Engine {
       this.running--
       loop.actor.stop()
     }
-    this.forgetProviders(loop.name)
+    this.models.forget(loop.name)
     loop.settle.reject(new EngineError(message))
     this.drainQueue()
   }
@@ -862,32 +758,6 @@ export class Engine {
 
   private async settled(): Promise<void> {
     while (this.pending.size > 0) await Promise.all([...this.pending])
-  }
-
-  private provider(loopName: string, spec: string): { provider: ModelProvider; model: string } {
-    const key = `${loopName}\u0000${spec}`
-    let entry = this.providers.get(key)
-    if (!entry) {
-      const { scheme, model } = parseModelSpec(spec)
-      const factory = this.factories[scheme]
-      if (!factory) {
-        throw new EngineError(
-          `model: unknown scheme '${scheme}' in '${spec}' (known: ${Object.keys(this.factories).join(', ')})`,
-        )
-      }
-      entry = { provider: factory(model, loopName), model }
-      this.providers.set(key, entry)
-    }
-    return entry
-  }
-
-  /** Builds the providers of every model a loop may call; throws for one no factory serves. */
-  private requireProviders(loopName: string, config: Pick<LoopConfig, 'models' | 'auditorModels'>): void {
-    for (const model of new Set([...config.models, ...config.auditorModels])) this.provider(loopName, model)
-  }
-
-  private forgetProviders(loopName: string): void {
-    for (const key of this.providers.keys()) if (key.startsWith(`${loopName}\u0000`)) this.providers.delete(key)
   }
 
   /**
@@ -937,51 +807,4 @@ export class Engine {
       for (const event of await takeCommands(this.dataDir, name)) this.deliver(loop, event)
     }
   }
-}
-
-/** The snapshot with its running time brought up to now (a restore does not count the time it was stopped). */
-function checkpointWall(snapshot: PersistedLoop): PersistedLoop {
-  const c = snapshot.context
-  if (c.runningSince === null) return snapshot
-  const now = Date.now()
-  return { ...snapshot, context: { ...c, wallMs: c.wallMs + Math.max(0, now - c.runningSince), runningSince: now } }
-}
-
-/** `running.coding.watching` → `running.coding`; `paused` → `paused`. */
-function phaseState(state: string): string {
-  const first = state.indexOf('.')
-  if (first < 0) return state
-  const second = state.indexOf('.', first + 1)
-  return second < 0 ? state : state.slice(0, second)
-}
-
-async function readTask(spec: LoopTaskSpec): Promise<Pick<LoopInput, 'task' | 'sections'>> {
-  if ('goal' in spec) return goalTask(spec.goal)
-  if ('plan' in spec) return parsePlan(spec.plan, spec.source ?? 'plan')
-  let text: string
-  try {
-    text = await readFile(spec.planFile, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new EngineError(code === 'ENOENT' ? `plan: ${spec.planFile}: file not found` : `plan: ${spec.planFile}: ${code}`)
-  }
-  return parsePlan(text, spec.planFile)
-}
-
-async function checkWorkspace(dir: string, dataDir: string | null): Promise<void> {
-  let s
-  try {
-    s = await stat(dir)
-  } catch {
-    throw new EngineError(`workspace: ${dir} does not exist`)
-  }
-  if (!s.isDirectory()) throw new EngineError(`workspace: ${dir} is not a directory`)
-  if (dataDir !== null && isInside(await realDir(dataDir), await realpath(dir))) {
-    throw new EngineError(`workspace: ${dir} is inside the data dir ${dataDir}; the model would reach every loop's records`)
-  }
-}
-
-/** `process 1234`, or `another process` when the claim is being written. */
-function ownerText(owner: Owner): string {
-  return owner.pid > 0 ? `process ${owner.pid}` : 'another process'
 }
