@@ -281,14 +281,15 @@ export const loopMachine = setup({
     clearRetry: assign({ retryDeadline: null }),
     /**
      * Re-arms the clocks of a restored loop. A stall deadline that passed while the
-     * engine was down counts as one stall (not one per timeout missed); the call it
-     * cut is asked again by the restored session, with a fresh deadline.
+     * engine was down counts as one stall (not one per timeout missed). Either way the
+     * restored session asks its cut call again, and that call gets the whole stall
+     * timeout (not what was left of the old deadline, which could stall it at once).
      */
-    resumeClocks: assign(({ context }) =>
-      stallPassedWhileDown(context)
-        ? { stalls: context.stalls + 1, stallDeadline: Date.now() + context.config.stallTimeoutMs }
-        : {},
-    ),
+    resumeClocks: assign(({ context }) => {
+      const fresh = Date.now() + context.config.stallTimeoutMs
+      if (stallPassedWhileDown(context)) return { stalls: context.stalls + 1, stallDeadline: fresh }
+      return inSession(context) ? { stallDeadline: fresh } : {}
+    }),
     startJournal: assign({
       journal: ({ context, event }) =>
         event.type === 'session.started'

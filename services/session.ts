@@ -73,8 +73,9 @@ export interface SessionOptions {
   maxTurns: number
   observer: SessionObserver
   /**
-   * Resolves when the loop's record of the steps so far is on disk. A side-effect
-   * tool waits for it after `toolStarted`, so that a crash can never leave a tool
+   * Resolves when the loop's record of the steps so far is on disk. Each answer
+   * waits for it before anything acts on it (a restore never asks it again), and a
+   * side-effect tool after `toolStarted`, so that a crash can never leave a tool
    * run that the journal does not show as started (it would run again).
    */
   durable?: () => Promise<void>
@@ -167,6 +168,10 @@ export class ModelSession {
       const message = { content: response.content, toolCalls: response.toolCalls }
       add({ role: 'assistant', ...message })
       o.observer.turn(response.usage, message)
+      // The answer is on disk before anything acts on it (any tool, read-only ones too, or the
+      // next call): a restore continues after it and never asks it again.
+      await o.durable?.()
+      if (o.signal.aborted) throw abortedError()
       if (response.toolCalls.length > 0) {
         await this.runTools(response.toolCalls, messages, toolContext, [])
         continue

@@ -47,18 +47,17 @@ describe('restore: timers and the session journal (controlled time)', () => {
     expect(ctx.errorCount).toBe(0)
   })
 
-  it('re-arms the watchdog with its remaining time', async () => {
+  it('re-arms the watchdog with the whole stall timeout for the call the restored session asks again', async () => {
     h = await startLoop({
       options: { stallTimeoutMs: 10_000 },
       scenario: { coder: [hang(), text('back')], auditor: [text('ok')] },
     })
     const harness = h
-    await vi.advanceTimersByTimeAsync(4000)
-    const deadline = harness.ctx().stallDeadline!
-    await harness.restart(2000) // 4 s left
-    expect(harness.ctx().stallDeadline).toBe(deadline)
+    await vi.advanceTimersByTimeAsync(8000)
+    await harness.restart(1000) // 1 s of the old deadline left: the call asked again must not stall at once
+    expect(harness.ctx().stallDeadline! - Date.now()).toBe(10_000)
     expect(harness.requests).toHaveLength(2) // the hung call, asked again after the restore
-    await vi.advanceTimersByTimeAsync(deadline - Date.now() - 10)
+    await vi.advanceTimersByTimeAsync(10_000 - 10) // well past the old deadline
     expect(harness.requests).toHaveLength(2)
     await vi.advanceTimersByTimeAsync(20)
     // the stall nudged: the next call carries the nudge
