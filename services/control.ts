@@ -6,7 +6,8 @@
  * itself): a command is taken or withdrawn, never both.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ControlEvent } from '../machines/loop.types.ts'
 
@@ -59,8 +60,22 @@ export async function inboxNames(dataDir: string): Promise<string[]> {
   }
 }
 
-/** Takes (reads and removes) the pending commands of a loop, oldest first. Malformed files are dropped. */
-export async function takeCommands(dataDir: string, name: string): Promise<ControlEvent[]> {
+/** The largest command file taken (a `say` text included). */
+const MAX_COMMAND_BYTES = 64 * 1024
+
+/**
+ * Takes the pending commands of a loop, oldest first. Each file is taken with a
+ * rename (atomic: either this owner takes it, or its sender withdrew it first,
+ * never both), then read and removed. An entry that is no command (a directory,
+ * FIFO, socket, symlink, a file too big, not JSON, not a known command) is never
+ * opened for a blocking read: it is reported once through `onProblem` and moved
+ * aside (`<file>.bad-<time>`), so neither this owner nor a later one trips on it.
+ */
+export async function takeCommands(
+  dataDir: string,
+  name: string,
+  onProblem: (message: string) => void = () => {},
+): Promise<ControlEvent[]> {
   const dir = join(dataDir, 'inbox', name)
   let files: string[]
   try {
@@ -71,13 +86,67 @@ export async function takeCommands(dataDir: string, name: string): Promise<Contr
   const events: ControlEvent[] = []
   for (const f of files) {
     const path = join(dir, f)
-    try {
-      const event = JSON.parse(await readFile(path, 'utf8')) as ControlEvent
-      if (CONTROL_TYPES.has(event?.type)) events.push(event)
-    } catch {
-      // unreadable command: dropped below
+    const aside = async (why: string) => {
+      const to = `${path}.bad-${Date.now()}`
+      const moved = await rename(path, to).then(
+        () => `moved aside to ${to}`,
+        () => rm(path, { recursive: true, force: true }).then(() => 'removed', () => 'left in place'),
+      )
+      onProblem(`control: ${path}: ${why}; ${moved}`)
     }
-    await rm(path, { force: true })
+    const entry = await lstat(path).catch(() => null)
+    if (entry === null) continue // withdrawn meanwhile
+    if (!entry.isFile()) {
+      await aside(`not a command file (${entryKind(entry)})`)
+      continue
+    }
+    if (entry.size > MAX_COMMAND_BYTES) {
+      await aside(`not a command file (${entry.size} bytes, over ${MAX_COMMAND_BYTES})`)
+      continue
+    }
+    const taking = join(dir, `.${f}.taking`)
+    try {
+      await rename(path, taking)
+    } catch {
+      continue // withdrawn by its sender
+    }
+    let event: ControlEvent | null = null
+    try {
+      const handle = await open(taking, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW)
+      try {
+        const s = await handle.stat()
+        if (s.isFile() && s.size <= MAX_COMMAND_BYTES) {
+          const parsed = JSON.parse(await handle.readFile('utf8')) as ControlEvent
+          if (isCommand(parsed)) event = parsed
+        }
+      } finally {
+        await handle.close()
+      }
+    } catch {
+      // not JSON, or swapped meanwhile: reported below
+    }
+    if (event === null) {
+      const to = `${path}.bad-${Date.now()}`
+      await rename(taking, to).catch(() => rm(taking, { force: true }))
+      onProblem(`control: ${path}: not a command (${CONTROL_TYPES.size} kinds: ${[...CONTROL_TYPES].join(', ')}); moved aside to ${to}`)
+      continue
+    }
+    events.push(event)
+    await rm(taking, { force: true })
   }
   return events
+}
+
+function isCommand(v: unknown): v is ControlEvent {
+  const e = v as { type?: unknown; text?: unknown }
+  if (typeof e !== 'object' || e === null || typeof e.type !== 'string' || !CONTROL_TYPES.has(e.type)) return false
+  return e.type !== 'loop.say' || typeof e.text === 'string'
+}
+
+function entryKind(s: import('node:fs').Stats): string {
+  if (s.isDirectory()) return 'a directory'
+  if (s.isFIFO()) return 'a FIFO'
+  if (s.isSocket()) return 'a socket'
+  if (s.isSymbolicLink()) return 'a symbolic link'
+  return 'not a regular file'
 }

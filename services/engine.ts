@@ -804,7 +804,7 @@ export class Engine {
     for (const name of await inboxNames(this.dataDir)) {
       const loop = this.live.get(name)
       if (!loop) continue
-      for (const event of await takeCommands(this.dataDir, name)) this.deliver(loop, event)
+      for (const event of await takeCommands(this.dataDir, name, this.onProblem)) this.deliver(loop, event)
     }
   }
 }
