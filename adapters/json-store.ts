@@ -82,7 +82,7 @@ export class JsonStore implements SnapshotStore {
   /** Directory of the history logs (`<name>.jsonl`). */
   readonly historyDir: string
   /** Lines and last seq of each history log this process knows of (read once, then counted). */
-  readonly #historyState = new Map<string, { lines: number; seq: number }>()
+  readonly #historyState = new Map<string, { lines: number; seq: number; torn: boolean }>()
   /** Appends per loop, chained so that lines land in order. */
   readonly #historyWrites = new Map<string, Promise<void>>()
   /** Entries of each loop waiting for their append (behind the loop's append in flight, or for a turn): they go out together. */
@@ -230,7 +230,9 @@ export class JsonStore implements SnapshotStore {
     }
     let seq = state.seq
     const entries: HistoryEntry[] = fresh.map((e) => ({ seq: ++seq, ...e }))
-    await appendFile(path, entries.map((e) => `${JSON.stringify(e)}\n`).join(''))
+    // After a torn last line (a crash mid-append) the entries start on a line of their own.
+    const lead = state.torn ? '\n' : ''
+    await appendFile(path, lead + entries.map((e) => `${JSON.stringify(e)}\n`).join(''))
     let lines = state.lines + entries.length
     // Compact only when the log is half again past the limit: appends stay O(1) amortized.
     if (lines > keep + Math.max(16, keep >> 1)) {
@@ -240,19 +242,30 @@ export class JsonStore implements SnapshotStore {
       await rename(tmp, path)
       lines = kept.length
     }
-    this.#historyState.set(name, { lines, seq })
+    this.#historyState.set(name, { lines, seq, torn: false })
   }
 
-  /** Moves a bad loop file aside; returns the problem with where the file went. */
+  /**
+   * Moves a bad loop file aside, and its history with it (a new loop of that name
+   * starts with none); returns the problem with where the file went.
+   */
   async #quarantine(name: string, problem: string): Promise<string> {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-')
     const aside = `${this.pathOf(name)}.quarantined-${stamp}`
     try {
       await rename(this.pathOf(name), aside)
-      return `${problem}; moved aside to ${aside}`
     } catch (err) {
       return `${problem}; could not move it aside (${(err as Error).message})`
     }
+    await this.#historyWrites.get(name)?.catch(() => {})
+    this.#historyState.delete(name)
+    const history = this.#historyPath(name)
+    const historyAside = `${history}.quarantined-${stamp}`
+    const movedHistory = await rename(history, historyAside).then(
+      () => ` (its history to ${historyAside})`,
+      () => '',
+    )
+    return `${problem}; moved aside to ${aside}${movedHistory}`
   }
 
   /** Writes the loop's latest record, in its turn, until no put waits. */
@@ -366,23 +379,24 @@ async function readHistory(path: string): Promise<HistoryEntry[]> {
  * boundaries hold a whole snapshot): the lines are counted (a torn one too, which at
  * worst compacts the log one line early) and the last line that parses gives the seq.
  */
-async function historyState(path: string): Promise<{ lines: number; seq: number }> {
+async function historyState(path: string): Promise<{ lines: number; seq: number; torn: boolean }> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { lines: 0, seq: 0 }
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { lines: 0, seq: 0, torn: false }
     throw err
   }
+  const torn = text !== '' && !text.endsWith('\n')
   const lines = text.split('\n').filter((line) => line !== '')
   for (let i = lines.length - 1; i >= 0; i--) {
     try {
-      return { lines: lines.length, seq: (JSON.parse(lines[i]!) as HistoryEntry).seq }
+      return { lines: lines.length, seq: (JSON.parse(lines[i]!) as HistoryEntry).seq, torn }
     } catch {
       // torn line
     }
   }
-  return { lines: lines.length, seq: 0 }
+  return { lines: lines.length, seq: 0, torn }
 }
 
 /** The record, migrated to the current schema, or what is wrong with the parsed file. */

@@ -287,7 +287,15 @@ async function loadRecord(store: JsonStore, dataDir: string, name: string): Prom
 async function listCommand(opts: { json?: boolean; data?: string }): Promise<number> {
   const dataDir = dataDirOf(opts)
   const store = new JsonStore(dataDir, { onProblem: (m) => err(m) })
-  const views = await Promise.all((await store.list()).map((r) => currentView(dataDir, r)))
+  const views: LoopView[] = []
+  for (const r of await store.list()) {
+    // a record with no usable snapshot is reported; the others are listed
+    try {
+      views.push(await currentView(dataDir, r))
+    } catch (e) {
+      err(`loopstate: ${r.name}: its record has no usable snapshot (${message(e)})`)
+    }
+  }
   if (opts.json) out(JSON.stringify(views, null, 2))
   else if (views.length === 0) out(`no loops in ${dataDir}`)
   else out(listTable(views))

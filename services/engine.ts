@@ -191,15 +191,25 @@ export class Engine {
     const restores: Promise<LoopHandle | null>[] = []
     for (const listed of records) {
       if (this.live.has(listed.name)) continue
-      const restore = this.claimed(listed.name).then(
-        (held) => (held === null ? null : this.restore(held.record, held.claim)),
-        (err: unknown) => {
+      // One loop that cannot be restored (a record with no usable snapshot) is reported; the others go on.
+      const restore = this.claimed(listed.name)
+        .then(async (held) => {
+          if (held === null) return null
+          try {
+            return await this.restore(held.record, held.claim)
+          } catch (err) {
+            if (this.live.get(listed.name)?.claim === held.claim) this.live.delete(listed.name)
+            this.models.forget(listed.name)
+            await this.claims.release(held.claim)
+            throw err
+          }
+        })
+        .catch((err: unknown) => {
           this.onProblem(`engine: could not resume ${listed.name}: ${err instanceof Error ? err.message : err}`)
           return null
-        },
-      )
+        })
       restores.push(restore)
-      if (contextOf(listed).git) await restore
+      if ((listed.snapshot as PersistedLoop | null)?.context?.git) await restore
     }
     const handles = (await Promise.all(restores)).filter((h) => h !== null)
     // Loops restored as queued start once the running ones are back, if there is room.
