@@ -183,56 +183,43 @@ export class Engine {
    */
   async resumeAll(): Promise<LoopHandle[]> {
     this.assertOpen()
-    const records = (await this.store.list()).filter((r) => !FINAL.has(r.status) && !this.live.has(r.name))
+    const unfinished = (r: LoopRecord) => !FINAL.has(r.status) && !this.live.has(r.name)
     // Each loop is claimed before its record is read again and restored: of two engines resuming
-    // one data dir, each loop goes to one. The restores (each decides, in this order, to launch or
-    // queue its loop) do not wait for one another. A git loop's restore runs git in its
-    // repository: it is waited for before the next one.
+    // one data dir, each loop goes to one. The records are read again under the claims in one
+    // batch (a loop may have moved on, or ended, before it was ours).
+    const claimed = new Map<string, Claim>()
+    for (const listed of (await this.store.list()).filter(unfinished)) {
+      const got = await this.claims.claim(listed.name, this.owner).catch((err: unknown) => {
+        this.onProblem(`engine: could not claim ${listed.name}: ${err instanceof Error ? err.message : err}`)
+        return null
+      })
+      if (got !== null && 'claim' in got) claimed.set(listed.name, got.claim)
+    }
+    if (claimed.size === 0) return []
+    const records = (await this.store.list()).filter((r) => claimed.has(r.name))
+    for (const [name, claim] of claimed) {
+      if (!records.some((r) => r.name === name && unfinished(r))) await this.claims.release(claim)
+    }
+    // The restores (each decides, in this order, to launch or queue its loop) do not wait for one
+    // another. A git loop's restore runs git in its repository: it is waited for before the next one.
     const restores: Promise<LoopHandle | null>[] = []
-    for (const listed of records) {
-      if (this.live.has(listed.name)) continue
+    for (const record of records.filter(unfinished)) {
+      const claim = claimed.get(record.name)!
       // One loop that cannot be restored (a record with no usable snapshot) is reported; the others go on.
-      const restore = this.claimed(listed.name)
-        .then(async (held) => {
-          if (held === null) return null
-          try {
-            return await this.restore(held.record, held.claim)
-          } catch (err) {
-            if (this.live.get(listed.name)?.claim === held.claim) this.live.delete(listed.name)
-            this.models.forget(listed.name)
-            await this.claims.release(held.claim)
-            throw err
-          }
-        })
-        .catch((err: unknown) => {
-          this.onProblem(`engine: could not resume ${listed.name}: ${err instanceof Error ? err.message : err}`)
-          return null
-        })
+      const restore = this.restore(record, claim).catch(async (err: unknown) => {
+        if (this.live.get(record.name)?.claim === claim) this.live.delete(record.name)
+        this.models.forget(record.name)
+        await this.claims.release(claim)
+        this.onProblem(`engine: could not resume ${record.name}: ${err instanceof Error ? err.message : err}`)
+        return null
+      })
       restores.push(restore)
-      if ((listed.snapshot as PersistedLoop | null)?.context?.git) await restore
+      if ((record.snapshot as PersistedLoop | null)?.context?.git) await restore
     }
     const handles = (await Promise.all(restores)).filter((h) => h !== null)
     // Loops restored as queued start once the running ones are back, if there is room.
     this.drainQueue()
     return handles
-  }
-
-  /**
-   * Claims an unfinished loop and reads its record under the claim: null (nothing
-   * held) when another live process owns it, or it ended or went meanwhile.
-   */
-  private async claimed(name: string): Promise<{ claim: Claim; record: LoopRecord } | null> {
-    const got = await this.claims.claim(name, this.owner)
-    if (!('claim' in got)) return null
-    try {
-      const record = await this.store.get(name)
-      if (record !== null && !FINAL.has(record.status) && !this.live.has(name)) return { claim: got.claim, record }
-    } catch (err) {
-      await this.claims.release(got.claim)
-      throw err
-    }
-    await this.claims.release(got.claim)
-    return null
   }
 
   /** Restores one unfinished loop by name (its handle if this engine already runs it). */
