@@ -536,6 +536,8 @@ describe('loop: session hygiene', () => {
     const big = (c: string) => c.repeat(3000)
     h = await startLoop({
       files: { 'a.txt': big('a'), 'b.txt': big('b') },
+      // real file reads under fake time: no stall nudge may come between them, however slow the machine
+      options: { stallTimeoutMs: 24 * 3600_000 },
       scenario: {
         contextLength: 1000,
         coder: [

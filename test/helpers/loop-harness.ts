@@ -17,6 +17,15 @@ import { goalTask, parsePlan } from '../../services/plan.ts'
 import { createLoopServices } from '../../services/session-actor.ts'
 import { stateString } from '../../services/views.ts'
 
+/**
+ * One turn of the real event loop (taken before any test fakes the timers). Fake
+ * time does not wait for real I/O (the tools read and write real files): each step
+ * of fake time first lets the I/O that completed run, so that on a loaded machine
+ * fake time does not race ahead of a tool that is still reading.
+ */
+const realImmediate = setImmediate
+const realTurn = () => new Promise<void>((resolve) => realImmediate(() => resolve()))
+
 export type ScenarioJson = { coder?: unknown[]; auditor?: unknown[]; contextLength?: number }
 
 export interface Recorded {
@@ -138,6 +147,7 @@ export async function startLoop(opts: HarnessOptions): Promise<Harness> {
 /** Advances fake time in steps until the loop is done (or `maxMs` of fake time passed). */
 export async function runToEnd(h: Harness, maxMs = 10 * 60_000, stepMs = 100): Promise<LoopContext> {
   for (let t = 0; t <= maxMs && h.actor.getSnapshot().status !== 'done'; t += stepMs) {
+    await realTurn()
     await vi.advanceTimersByTimeAsync(stepMs)
   }
   if (h.actor.getSnapshot().status !== 'done') throw new Error(`loop still in ${h.state()} after ${maxMs} ms`)
@@ -148,6 +158,7 @@ export async function runToEnd(h: Harness, maxMs = 10 * 60_000, stepMs = 100): P
 export async function advanceUntil(h: Harness, predicate: () => boolean, maxMs = 60_000, stepMs = 10): Promise<void> {
   for (let t = 0; t <= maxMs; t += stepMs) {
     if (predicate()) return
+    await realTurn()
     await vi.advanceTimersByTimeAsync(stepMs)
   }
   throw new Error(`condition not reached within ${maxMs} ms (state ${h.state()})`)
