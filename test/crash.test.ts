@@ -3,7 +3,10 @@
  * tools, sectioned with a dirty final audit, one in backoff, one stalling) on
  * scripted scenarios; the test SIGKILLs it at many instants, restarts it on the
  * same data dir, and checks that every loop ends exactly as an uninterrupted run
- * of the same scenarios does.
+ * of the same scenarios does. Timed chains kill at instants spread over the run;
+ * the coverage test kills when the saved records show each state it must cover
+ * (a phase, backoff, a stall, a side-effect tool running), so that what it covers
+ * does not depend on the machine's speed or on which tests ran before it.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -97,7 +100,15 @@ async function writeScenarios(root: string): Promise<void> {
   }
 }
 
-async function setupRun(root: string, label: string): Promise<{ dataDir: string; specFile: string; workRoot: string }> {
+interface Run {
+  dataDir: string
+  specFile: string
+  workRoot: string
+  /** The scripted providers' call log of every process of the run (LOOPSTATE_SCRIPTED_LOG). */
+  callLog: string
+}
+
+async function setupRun(root: string, label: string): Promise<Run> {
   const base = join(root, label)
   const workRoot = join(base, 'work')
   const dataDir = join(base, 'data')
@@ -124,7 +135,7 @@ async function setupRun(root: string, label: string): Promise<{ dataDir: string;
   }
   const specFile = join(base, 'specs.json')
   await writeFile(specFile, JSON.stringify(specs))
-  return { dataDir, specFile, workRoot }
+  return { dataDir, specFile, workRoot, callLog: join(base, 'calls.jsonl') }
 }
 
 interface ChildRun {
@@ -134,9 +145,10 @@ interface ChildRun {
   stderr: () => string
 }
 
-function startChild(dataDir: string, specFile: string): ChildRun {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dataDir, specFile], {
+function startChild(run: Run): ChildRun {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, run.dataDir, run.specFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LOOPSTATE_SCRIPTED_LOG: run.callLog },
   })
   let out = ''
   let err = ''
@@ -177,6 +189,31 @@ function outcome(record: LoopRecord) {
   }
 }
 
+/**
+ * Answered model calls that a later process asked again: a call (loop, role, index) that
+ * one process asked and then went past (it asked a later call of that loop and role), and
+ * another process asked again. The journal keeps every answer on disk before the session
+ * acts on it, so after a kill only the call in flight is asked again. Hung calls (ended by
+ * a nudge, never answered) and failed ones are not answers.
+ */
+async function answeredCallsAskedAgain(callLog: string): Promise<string[]> {
+  if (!existsSync(callLog)) return []
+  const calls = (await readFile(callLog, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { loop: string; role: 'coder' | 'auditor'; call: number; pid: number })
+  const repeated: string[] = []
+  calls.forEach((c, i) => {
+    const mine = calls.slice(0, i).filter((d) => d.loop === c.loop && d.role === c.role)
+    const earlier = mine.find((d) => d.call === c.call && d.pid !== c.pid)
+    if (!earlier) return
+    const entry = (SCENARIOS[c.loop] as Record<string, { type: string }[]>)[c.role]![c.call]!
+    if (entry.type === 'hang' || entry.type === 'error') return
+    if (mine.some((d) => d.pid === earlier.pid && d.call > c.call)) repeated.push(`${c.loop} ${c.role} call ${c.call}`)
+  })
+  return repeated
+}
+
 async function ranLog(workRoot: string): Promise<Record<string, string[]>> {
   const out: Record<string, string[]> = {}
   for (const name of Object.keys(SCENARIOS)) {
@@ -196,7 +233,7 @@ describe('crash suite', () => {
     root = await mkdtemp(join(tmpdir(), 'loopstate-crash-'))
     await writeScenarios(root)
     const run = await setupRun(root, 'reference')
-    const child = startChild(run.dataDir, run.specFile)
+    const child = startChild(run)
     await child.ready
     const readyAt = Date.now()
     expect(await child.exited, child.stderr()).toBe(0)
@@ -228,7 +265,7 @@ describe('crash suite', () => {
       const run = await setupRun(root, `chain-${chain}`)
       const seen: string[] = []
       for (let k = 0; k < KILLS_PER_CHAIN; k++) {
-        const child = startChild(run.dataDir, run.specFile)
+        const child = startChild(run)
         await child.ready
         // Spread the kill instants: each chain takes a different offset through the run.
         const span = Math.max(400, referenceMs)
@@ -242,34 +279,101 @@ describe('crash suite', () => {
           seen.push(`${r.name}:${stateString((r.snapshot as { value: unknown }).value)}${tools}`)
         }
       }
-      const last = startChild(run.dataDir, run.specFile)
-      await last.ready
-      expect(await last.exited, last.stderr()).toBe(0)
-      const records = await readRecords(run.dataDir)
-      expect(records.map((r) => r.name).sort()).toEqual(Object.keys(SCENARIOS).sort())
-      for (const r of records) expect(outcome(r), r.name).toEqual(reference[r.name])
-      // no side-effect command ran twice; an interrupted one may be missing, never repeated
-      const ran = await ranLog(run.workRoot)
-      for (const [name, lines] of Object.entries(ran)) {
-        expect(new Set(lines).size, `${name}: ${lines.join(',')}`).toBe(lines.length)
-        for (const line of lines) expect(referenceRan[name]).toContain(line)
-      }
-      coverage.push(...seen)
+      await finishAndCheck(run, seen)
     }, 120_000)
   }
 
-  const coverage: string[] = []
-  it('the kills landed in every phase, in backoff, in stalls and during tool calls', () => {
-    const states = new Set(coverage.map((s) => s.split(':')[1]!.replace('+tool', '')))
-    for (const s of [
-      'running.coding.watching',
-      'running.auditing.watching',
-      'running.finalAuditing.watching',
-      'running.finalAuditFix.watching',
-      'running.backingOff',
-    ]) {
-      expect(states, `no kill in ${s}: ${[...states].join(', ')}`).toContain(s)
+  /** Runs the loops of a killed chain to their end and checks they ended as the uninterrupted run. */
+  async function finishAndCheck(run: Run, seen: string[]) {
+    const last = startChild(run)
+    await last.ready
+    expect(await last.exited, last.stderr()).toBe(0)
+    const records = await readRecords(run.dataDir)
+    expect(records.map((r) => r.name).sort()).toEqual(Object.keys(SCENARIOS).sort())
+    for (const r of records) expect(outcome(r), `${r.name} (kills landed in: ${seen.join(' ')})`).toEqual(reference[r.name])
+    // no side-effect command ran twice; an interrupted one may be missing, never repeated
+    const ran = await ranLog(run.workRoot)
+    for (const [name, lines] of Object.entries(ran)) {
+      expect(new Set(lines).size, `${name}: ${lines.join(',')}`).toBe(lines.length)
+      for (const line of lines) expect(referenceRan[name]).toContain(line)
     }
-    expect(coverage.some((s) => s.endsWith('+tool'))).toBe(true)
-  })
+    // no model call that had answered was asked again
+    expect(await answeredCallsAskedAgain(run.callLog)).toEqual([])
+  }
+
+  it('the kills land in every phase, in backoff, in stalls and during tool calls, and the loops still end as uninterrupted', async () => {
+    // Each target is hit by a kill whose saved record shows it: the child is killed as soon as
+    // a poll of the records sees a missing target, and the target counts when the record left
+    // by the kill still shows it. A chain runs to the end (and is checked) before the next.
+    const pending = new Map(TARGETS.map((t) => [t.label, t]))
+    const landed: string[] = []
+    for (let chain = 0; chain < 6 && pending.size > 0; chain++) {
+      const run = await setupRun(root, `coverage-${chain}`)
+      const seen: string[] = []
+      for (let k = 0; k < 16 && pending.size > 0; k++) {
+        const child = startChild(run)
+        await child.ready
+        let exited = false
+        void child.exited.then(() => (exited = true))
+        while (!exited && !(await readRecords(run.dataDir).catch(() => [])).some((r) => hits(r, [...pending.values()]).length > 0)) {
+          await new Promise((r) => setTimeout(r, 2))
+        }
+        if (exited) break // the loops ended before a missing target came up: on to the next chain
+        child.child.kill('SIGKILL')
+        await child.exited
+        for (const r of await readRecords(run.dataDir)) {
+          seen.push(`${r.name}:${stateString((r.snapshot as { value: unknown }).value)}`)
+          for (const label of hits(r, [...pending.values()])) {
+            pending.delete(label)
+            landed.push(label)
+          }
+        }
+      }
+      await finishAndCheck(run, seen)
+    }
+    expect([...pending.keys()], `no kill landed in these (landed: ${landed.join(', ')})`).toEqual([])
+  }, 600_000)
 })
+
+/** Tools that change the workspace (a kill during one must not run it again). */
+const SIDE_EFFECT_TOOLS = new Set(['write_file', 'edit_file', 'run_command'])
+
+interface Target {
+  label: string
+  loop: string
+  hit: (state: string, c: LoopContext) => boolean
+}
+
+const inState = (s: string) => (state: string) => state === s
+
+/** Where the coverage test's kills must land. */
+const TARGETS: Target[] = [
+  { label: 'coding', loop: 'plain', hit: inState('running.coding.watching') },
+  { label: 'auditing', loop: 'plain', hit: inState('running.auditing.watching') },
+  { label: 'finalAuditing', loop: 'sections', hit: inState('running.finalAuditing.watching') },
+  { label: 'finalAuditFix', loop: 'sections', hit: inState('running.finalAuditFix.watching') },
+  { label: 'backoff', loop: 'backoff', hit: inState('running.backingOff') },
+  // the first coder call hangs: no call of the loop has an outcome yet
+  {
+    label: 'a hung call',
+    loop: 'stall',
+    hit: (state, c) => state === 'running.coding.watching' && Object.keys(c.calls).length === 0,
+  },
+  // a stall was counted (the watchdog nudged, or a deadline passed while down) and no turn since
+  { label: 'after a stall', loop: 'stall', hit: (state, c) => state.endsWith('.watching') && c.stalls > 0 },
+  {
+    label: 'a side-effect tool running',
+    loop: 'plain',
+    hit: (_state, c) => {
+      const calls = (c.journal?.messages ?? []).flatMap((m) => (m.role === 'assistant' ? m.toolCalls ?? [] : []))
+      return (c.journal?.running ?? []).some((id) => SIDE_EFFECT_TOOLS.has(calls.find((t) => t.id === id)?.name ?? ''))
+    },
+  },
+]
+
+/** The labels of the targets `record` is in. */
+function hits(record: LoopRecord, targets: Target[]): string[] {
+  const snapshot = record.snapshot as { context: LoopContext; value: unknown }
+  const state = stateString(snapshot.value)
+  return targets.filter((t) => t.loop === record.name && t.hit(state, snapshot.context)).map((t) => t.label)
+}

@@ -67,8 +67,11 @@ describe('session durability', () => {
       durable,
     })
     const done = session.run()
+    // the session runs on real I/O (read_file): up to 10 s of event-loop turns, then the check
     const waitForGate = async (n: number) => {
-      while (gates.length < n) await new Promise((r) => setImmediate(r))
+      const until = Date.now() + 10_000
+      while (gates.length < n && Date.now() < until) await new Promise((r) => setImmediate(r))
+      expect(gates.length, `the session never waited for the save of answer ${n}: ${events.join(' | ')}`).toBe(n)
     }
     await waitForGate(1)
     // the first answer is in, and waits for its save: nothing acted on it yet

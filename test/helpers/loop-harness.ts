@@ -25,6 +25,20 @@ import { stateString } from '../../services/views.ts'
  */
 const realImmediate = setImmediate
 const realTurn = () => new Promise<void>((resolve) => realImmediate(() => resolve()))
+const realNow = Date.now
+
+/**
+ * While a session's tool runs (the journal shows it started and not finished), fake
+ * time stands still: the tool works on real files, and however long the machine takes
+ * over them, no fake timer (a stall, a backoff, a model's delay) may fire meanwhile.
+ * Ends early when `reached` holds (a test waiting for a state between two tools), and
+ * is bounded in real time (a test that stopped a loop mid-tool goes on after 10 s).
+ */
+async function toolsSettled(h: Harness, reached: () => boolean = () => false): Promise<void> {
+  const until = realNow() + 10_000
+  const busy = () => h.state().endsWith('.watching') && (h.ctx().journal?.running.length ?? 0) > 0
+  while (busy() && !reached() && realNow() < until) await realTurn()
+}
 
 export type ScenarioJson = { coder?: unknown[]; auditor?: unknown[]; contextLength?: number }
 
@@ -148,6 +162,7 @@ export async function startLoop(opts: HarnessOptions): Promise<Harness> {
 export async function runToEnd(h: Harness, maxMs = 10 * 60_000, stepMs = 100): Promise<LoopContext> {
   for (let t = 0; t <= maxMs && h.actor.getSnapshot().status !== 'done'; t += stepMs) {
     await realTurn()
+    await toolsSettled(h)
     await vi.advanceTimersByTimeAsync(stepMs)
   }
   if (h.actor.getSnapshot().status !== 'done') throw new Error(`loop still in ${h.state()} after ${maxMs} ms`)
@@ -159,6 +174,8 @@ export async function advanceUntil(h: Harness, predicate: () => boolean, maxMs =
   for (let t = 0; t <= maxMs; t += stepMs) {
     if (predicate()) return
     await realTurn()
+    await toolsSettled(h, predicate)
+    if (predicate()) return
     await vi.advanceTimersByTimeAsync(stepMs)
   }
   throw new Error(`condition not reached within ${maxMs} ms (state ${h.state()})`)
