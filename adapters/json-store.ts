@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { Low } from 'lowdb'
 import { DataFile } from 'lowdb/node'
 import { assertLoopName, byCreatedAt } from './memory-store.ts'
+import { snapshotProblem } from '../machines/persisted.ts'
 import { migrateRecord } from './migrations.ts'
 import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from './snapshot-store.ts'
 
@@ -365,11 +366,16 @@ async function readHistory(path: string): Promise<HistoryEntry[]> {
   const entries: HistoryEntry[] = []
   for (const line of text.split('\n')) {
     if (line === '') continue
+    let entry: HistoryEntry
     try {
-      entries.push(JSON.parse(line) as HistoryEntry)
+      entry = JSON.parse(line) as HistoryEntry
     } catch {
-      // torn line
+      continue // torn line
     }
+    if (typeof entry !== 'object' || entry === null || typeof entry.seq !== 'number') continue
+    // a snapshot that is not a loop's saved state is no fork point: the entry stays, without it
+    if (entry.snapshot !== undefined && snapshotProblem(entry.snapshot) !== null) delete entry.snapshot
+    entries.push(entry)
   }
   return entries
 }
@@ -407,5 +413,8 @@ function checkRecord(json: unknown, name: string): { record: LoopRecord } | { pr
     return { problem: 'not a loop record' }
   }
   if (r.name !== name) return { problem: `record name '${r.name}' does not match the file name` }
-  return migrateRecord(json as Record<string, unknown>)
+  const migrated = migrateRecord(json as Record<string, unknown>)
+  if ('problem' in migrated) return migrated
+  const problem = snapshotProblem(migrated.record.snapshot)
+  return problem === null ? migrated : { problem: `no usable snapshot (${problem})` }
 }

@@ -1,7 +1,12 @@
 /**
  * The model provider contract: one streaming chat call with tools, abortable.
- * Implementations: `scripted` (adapters/scripted-provider.ts) and, later, `ollama`.
+ * Implementations: `scripted` (adapters/scripted-provider.ts) and `ollama`
+ * (adapters/ollama-provider.ts). The message types live with the machine
+ * (machines/chat.types.ts), which journals them.
  */
+import type { ChatMessage, Role, ToolCall } from '../machines/chat.types.ts'
+
+export type { ChatMessage, Role, ToolCall }
 
 /** A tool the model may call. `parameters` is a JSON Schema object. */
 export interface ToolSpec {
@@ -13,22 +18,6 @@ export interface ToolSpec {
     required?: string[]
   }
 }
-
-/** One tool call asked for by the model. */
-export interface ToolCall {
-  /** Unique within the session; providers that have no ids make them up. */
-  id: string
-  name: string
-  arguments: Record<string, unknown>
-}
-
-export type ChatMessage =
-  | { role: 'system'; content: string }
-  | { role: 'user'; content: string }
-  | { role: 'assistant'; content: string; toolCalls?: ToolCall[] }
-  | { role: 'tool'; content: string; toolCallId: string; toolName: string }
-
-export type Role = 'coder' | 'auditor'
 
 export interface ChatRequest {
   /** The model name without its scheme (`scripted:demo.json` → `demo.json`). */

@@ -4,6 +4,9 @@
  * and memory (adapters/memory-store.ts).
  */
 import type { LoopReason, LoopStatus, Phase } from '../machines/loop.types.ts'
+import type { PersistedLoop } from '../machines/persisted.ts'
+
+export type { PersistedLoop }
 
 /** Current version of the record layout (and of the snapshot inside it). */
 export const SCHEMA_VERSION = 3
@@ -20,8 +23,11 @@ export interface LoopRecord {
   /** ISO timestamps. */
   createdAt: string
   updatedAt: string
-  /** `actor.getPersistedSnapshot()` (a queued loop's is its initial snapshot). */
-  snapshot: unknown
+  /**
+   * The actor's persisted snapshot (a queued loop's is its initial snapshot). A store
+   * returns only records whose snapshot passes `snapshotProblem` (machines/persisted.ts).
+   */
+  snapshot: PersistedLoop
 }
 
 /** One line of a loop's append-only history: a transition, and at phase boundaries the snapshot after it. */
@@ -36,8 +42,11 @@ export interface HistoryEntry {
   to: string
   iteration: number
   phase: Phase
-  /** The persisted snapshot after the transition, at phase boundaries only (what `fork --at` starts from). */
-  snapshot?: unknown
+  /**
+   * The persisted snapshot after the transition, at phase boundaries only (what `fork
+   * --at` starts from). A store leaves out a saved snapshot that fails `snapshotProblem`.
+   */
+  snapshot?: PersistedLoop
 }
 
 /** An entry before the store numbers it. */

@@ -1,10 +1,11 @@
 /**
- * The loop statechart (DESIGN.md "The loop" and "Limits, retries, stalls, termination").
+ * The loop statechart (docs/architecture.md "The loop and its sessions", "Plans" and
+ * "Limits, retries, stalls, termination").
  * Pure: the session and commitWork actors are placeholders that services replace
  * with `.provide()`; every action, guard and delay is named here.
  */
 import { and, assign, fromCallback, fromPromise, sendTo, setup } from 'xstate'
-import type { Role } from '../adapters/model-provider.ts'
+import type { Role } from './chat.types.ts'
 import { parseSummary } from './summary.ts'
 import {
   STATUS_OF_REASON,

@@ -1,5 +1,5 @@
 /** Types shared by the loop statechart, the services that run it and the stores that save it. */
-import type { ChatMessage, Role, ToolCall } from '../adapters/model-provider.ts'
+import type { ChatMessage, Role, ToolCall } from './chat.types.ts'
 
 export type Phase = 'coding' | 'auditing' | 'finalAuditing' | 'finalAuditFix'
 export type LoopKind = 'plain' | 'sectioned' | 'goal'

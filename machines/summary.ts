@@ -1,4 +1,4 @@
-/** The auditor's summary block of a sectioned plan (DESIGN.md), each marker on its own line. */
+/** The auditor's summary block of a sectioned plan (docs/architecture.md "Plans"), each marker on its own line. */
 
 export interface SummaryBlock {
   done: string

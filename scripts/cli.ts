@@ -616,7 +616,7 @@ async function cleanCommand(name: string, opts: { data?: string }): Promise<numb
   const { createEngine } = await import('../services/engine.ts')
   const engine = await createEngine({ dataDir, resume: false, acceptCommands: false, onProblem: (m) => err(m) })
   try {
-    const git = (record.snapshot as { context: LoopDetail & { git?: { worktree: string; branch: string } | null } }).context.git
+    const git = record.snapshot.context.git
     const removed = await engine.clean(name)
     out(
       removed

@@ -54,7 +54,9 @@ import { createLoopServices } from './session-actor.ts'
 import {
   contextOf,
   detailOf,
+  actorSnapshot,
   recordOf,
+  restorable,
   savedSnapshot,
   stateString,
   viewOf,
@@ -426,10 +428,7 @@ export class Engine {
     // them again from their input, and `loop.restored`, sent right after the start,
     // re-enters `running`, which stops them and invokes fresh ones (paused and queued
     // loops have none). Left out, they are not started twice.
-    // The context is copied with a spread: V8 keeps an object from JSON.parse with this
-    // many keys in dictionary mode, and so would every context XState's `assign` copies
-    // from it (Object.assign), for the rest of the loop; a spread copy has a fast shape.
-    const restored = { ...snapshot, children: {}, context: { ...context } }
+    const restored = restorable(snapshot)
     const loop = this.track(record.name, record.createdAt, { snapshot: restored }, true, claim)
     loop.record = record
     loop.lastState = stateString(snapshot.value)
@@ -505,7 +504,7 @@ export class Engine {
       'input' in from
         ? createActor(this.machine, { input: from.input, inspect })
         : // input is only read for a fresh start; a restored actor takes its context from the snapshot
-          createActor(this.machine, { snapshot: from.snapshot, input: from.snapshot.context, inspect })
+          createActor(this.machine, { snapshot: actorSnapshot(from.snapshot), input: from.snapshot.context, inspect })
     this.live.set(name, loop)
     return loop
   }
@@ -556,9 +555,9 @@ export class Engine {
     loop.record = next.status === 'running' ? { ...next, status: 'queued' } : next
     loop.restored = true
     loop.lastState = stateString(snapshot.value)
-    const restored = { ...snapshot, children: {}, context: { ...snapshot.context } }
+    const restored = restorable(snapshot)
     loop.lastContext = restored.context
-    loop.actor = createActor(this.machine, { snapshot: restored, input: restored.context, inspect: loop.inspect })
+    loop.actor = createActor(this.machine, { snapshot: actorSnapshot(restored), input: restored.context, inspect: loop.inspect })
     const view = viewOf(loop.record)
     for (const listener of loop.listeners) listener(view)
     if (!FINAL.has(next.status)) return
@@ -717,13 +716,13 @@ export class Engine {
     const good = await this.store.get(loop.name)
     if (good === null || this.live.get(loop.name) !== loop || loop.storageFailed === null) return
     const snapshot = good.snapshot as PersistedLoop
-    const restored = { ...snapshot, children: {}, context: { ...snapshot.context } }
+    const restored = restorable(snapshot)
     loop.storageFailed = null
     loop.restored = true
     loop.record = good.status === 'running' ? { ...good, status: 'queued' } : good
     loop.lastState = stateString(snapshot.value)
     loop.lastContext = restored.context
-    loop.actor = createActor(this.machine, { snapshot: restored, input: restored.context, inspect: loop.inspect })
+    loop.actor = createActor(this.machine, { snapshot: actorSnapshot(restored), input: restored.context, inspect: loop.inspect })
     this.queue.unshift(loop)
     if (event.type !== 'loop.resume') this.deliver(loop, event)
     this.drainQueue()

@@ -104,7 +104,9 @@ async function reclaimLeftover(pin: GitPin, commonDir: string, branch: string, w
   if (gitDir !== null) {
     const changes = await gitOrNull({ gitDir, workTree: worktree }, ['status', '--porcelain', '--ignore-submodules=all'])
     if (changes !== '') throw refuse('its worktree has changes')
-    await git(pin, ['worktree', 'remove', '--force', worktree])
+    // Twice: `git worktree add` locks the worktree ("initializing") until its checkout is done,
+    // and a kill before that leaves the lock, which one --force does not override.
+    await git(pin, ['worktree', 'remove', '--force', '--force', worktree])
   } else if (await pathExists(worktree)) {
     throw refuse(`${worktree} is not its worktree`)
   }

@@ -1,4 +1,4 @@
-/** Reads a plan (markdown) into the task and sections a loop works on (DESIGN.md "Sectioned plan"). */
+/** Reads a plan (markdown) into the task and sections a loop works on (docs/architecture.md "Plans"). */
 import type { LoopInput, LoopTask } from '../machines/loop.types.ts'
 
 export class PlanError extends Error {

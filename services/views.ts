@@ -1,6 +1,7 @@
 /** Records as saved and the views shown to users (progress line, `list --json`, `status --json`). */
 import type { Snapshot } from 'xstate'
 import { SCHEMA_VERSION, type LoopRecord } from '../adapters/snapshot-store.ts'
+import type { PersistedLoop } from '../machines/persisted.ts'
 import type {
   AuditRecord,
   Finding,
@@ -11,8 +12,7 @@ import type {
   UsageTotals,
 } from '../machines/loop.types.ts'
 
-/** The persisted snapshot of a loop actor (what `getPersistedSnapshot()` returns). */
-export type PersistedLoop = Snapshot<unknown> & { value: unknown; context: LoopContext }
+export type { PersistedLoop }
 
 /**
  * A loop actor's persisted snapshot as it is saved: without its invoked children (the
@@ -22,9 +22,24 @@ export type PersistedLoop = Snapshot<unknown> & { value: unknown; context: LoopC
  * about half of every record, written on every state change.
  */
 export function savedSnapshot(actor: { getPersistedSnapshot(): Snapshot<unknown> }): PersistedLoop {
-  const saved: PersistedLoop & { children?: unknown } = { ...(actor.getPersistedSnapshot() as PersistedLoop) }
+  const saved: PersistedLoop = { ...(actor.getPersistedSnapshot() as unknown as PersistedLoop) }
   saved.children = {}
   return saved
+}
+
+/**
+ * A saved snapshot made ready to restore: without children (see `savedSnapshot`), and
+ * its context copied with a spread: V8 keeps an object from JSON.parse with this many
+ * keys in dictionary mode, and so would every context XState's `assign` copies from
+ * it (Object.assign), for the rest of the loop; a spread copy has a fast shape.
+ */
+export function restorable(saved: PersistedLoop): PersistedLoop {
+  return { ...saved, children: {}, context: { ...saved.context } }
+}
+
+/** The one cast between our typed record and XState's snapshot union. */
+export function actorSnapshot(saved: PersistedLoop): Snapshot<unknown> {
+  return saved as Snapshot<unknown>
 }
 
 /** One loop in `list --json` (stable: fields are only ever added). */

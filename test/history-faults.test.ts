@@ -57,7 +57,7 @@ describe('store faults', () => {
     expect(existsSync(join(dir, 'history', 'gone.jsonl'))).toBe(false)
   })
 
-  it('a record with a valid header and no usable snapshot: list exits 0 with the healthy loops and the engine resumes them', async () => {
+  it('a record with a valid header and no usable snapshot is quarantined with its history: list exits 0 with the healthy loops and the engine resumes them', async () => {
     const data = join(dir, 'data')
     const model = join(dir, 'ok.json')
     await writeFile(model, JSON.stringify({ coder: [text('a', 300)], auditor: [text('ok')] }))
@@ -66,6 +66,7 @@ describe('store faults', () => {
     await a.close()
     const header = { schemaVersion: 3, name: 'hollow', status: 'running', reason: null, phase: 'coding', iteration: 1, createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z' }
     await writeFile(join(data, 'loops', 'hollow.json'), JSON.stringify({ ...header, snapshot: {} }))
+    await writeFile(join(data, 'history', 'hollow.jsonl'), '{"seq":1,"at":"2026-01-01T00:00:00.000Z","event":"x","from":"","to":"running","iteration":1,"phase":"coding"}\n')
     const listed = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
       execFile(process.execPath, [BIN, 'list', '--data', data], { env: { ...process.env, LOOPSTATE_DATA: undefined } }, (err, stdout, stderr) =>
         resolve({ code: err ? (err.code as number) : 0, stdout, stderr }),
@@ -73,13 +74,18 @@ describe('store faults', () => {
     )
     expect(listed.code, listed.stderr).toBe(0)
     expect(listed.stdout).toContain('healthy')
-    expect(listed.stderr).toMatch(/hollow: its record has no usable snapshot/)
-    const problems: string[] = []
-    const b = await createEngine({ dataDir: data, onProblem: (m) => problems.push(m) })
+    expect(listed.stdout).not.toContain('hollow')
+    expect(listed.stderr).toMatch(/hollow\.json: no usable snapshot \(its snapshot has no actor status\); moved aside to .*hollow\.json\.quarantined-/)
+    // moved aside with its history, like any bad file: a new loop of the name starts clean
+    expect((await readdir(join(data, 'loops'))).filter((f) => f.startsWith('hollow.json.quarantined-'))).toHaveLength(1)
+    expect((await readdir(join(data, 'history'))).filter((f) => f.startsWith('hollow.jsonl.quarantined-'))).toHaveLength(1)
+    expect(existsSync(join(data, 'loops', 'hollow.json'))).toBe(false)
+    const b = await createEngine({ dataDir: data, onProblem: () => {} })
     engines.push(b)
     expect(await b.handle('healthy')!.done).toMatchObject({ status: 'completed' })
     expect(b.handle('hollow')).toBeUndefined()
-    expect(problems.some((p) => p.startsWith('engine: could not resume hollow: '))).toBe(true)
+    expect(await b.history('healthy')).not.toEqual([])
+    await expect(b.history('hollow')).rejects.toThrow("history: no loop named 'hollow'")
     expect(await readdir(join(data, 'claims'))).toEqual([])
   })
 })

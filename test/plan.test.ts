@@ -63,7 +63,7 @@ describe('summary block', () => {
 })
 
 describe('config', () => {
-  it('fills in the defaults of DESIGN.md', () => {
+  it('fills in the defaults of DEFAULT_CONFIG', () => {
     const c = resolveConfig({ models: ['scripted:a.json'] })
     expect(c).toMatchObject({
       models: ['scripted:a.json'],

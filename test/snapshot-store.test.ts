@@ -129,7 +129,7 @@ describe('JsonStore', () => {
     await writeFile(store.pathOf('fix-the-greeting'), v1)
     const record = await store.get('fix-the-greeting')
     expect(record).toMatchObject({ schemaVersion: SCHEMA_VERSION, name: 'fix-the-greeting', status: 'running' })
-    expect((record!.snapshot as { context: Record<string, unknown> }).context).toMatchObject({
+    expect(record!.snapshot.context).toMatchObject({
       calls: {},
       journal: null,
       stallDeadline: null,

@@ -28,6 +28,7 @@ import { migrateRecord } from '../../adapters/migrations.ts'
 import { SCHEMA_VERSION, type HistoryEntry, type LoopRecord } from '../../adapters/snapshot-store.ts'
 import { emptyUsage } from '../../machines/loop.machine.ts'
 import type { LoopContext } from '../../machines/loop.types.ts'
+import type { ActorStatus } from '../../machines/persisted.ts'
 import { JsonClaims } from '../../adapters/claims.ts'
 import { packagePath } from '../paths.ts'
 import { detailOf, stateString, viewOf, type LoopDetail, type LoopView } from '../views.ts'
@@ -109,7 +110,7 @@ export interface LoopPayload {
 export type PageHistoryEntry = Omit<HistoryEntry, 'snapshot'> & { snapshot: boolean }
 
 interface Snap {
-  status?: string
+  status?: ActorStatus
   value: unknown
   context: LoopContext
 }
@@ -804,7 +805,7 @@ class Model {
         iteration: snap.context.iteration,
         phase: snap.context.phase,
       }
-      if (phaseState(from) !== phaseState(state)) entry.snapshot = { status: snap.status, value: snap.value, context: snap.context }
+      if (phaseState(from) !== phaseState(state)) entry.snapshot = { status: snap.status ?? 'active', value: snap.value, context: snap.context }
       live.history.push(entry)
       if (live.history.length > LIVE_HISTORY_KEEP) live.history.shift()
       live.lastState = state
@@ -853,7 +854,7 @@ function syntheticRecord(name: string, snap: Snap, createdAt: string, updatedAt:
 function slim(entry: HistoryEntry): HistoryEntry {
   const snap = entry.snapshot as Snap | undefined
   if (!snap?.context) return entry
-  return { ...entry, snapshot: { status: snap.status, value: snap.value, context: { ...snap.context, journal: null } } }
+  return { ...entry, snapshot: { status: snap.status ?? 'active', value: snap.value, context: { ...snap.context, journal: null } } }
 }
 
 function pageEntry(h: HistoryEntry): PageHistoryEntry {

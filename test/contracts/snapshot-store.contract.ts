@@ -3,7 +3,13 @@
  * (LangGraph checkpoint-validation style): `snapshotStoreContract('memory', make)`.
  */
 import { describe, expect, it, onTestFinished } from 'vitest'
-import { SCHEMA_VERSION, type LoopRecord, type SnapshotStore } from '../../adapters/snapshot-store.ts'
+import { createActor } from 'xstate'
+import { SCHEMA_VERSION, type LoopRecord, type PersistedLoop, type SnapshotStore } from '../../adapters/snapshot-store.ts'
+import { loopMachine } from '../../machines/loop.machine.ts'
+import type { Finding } from '../../machines/loop.types.ts'
+import { resolveConfig } from '../../services/config.ts'
+import { goalTask } from '../../services/plan.ts'
+import { savedSnapshot } from '../../services/views.ts'
 
 /** A fresh, empty store; `reopen` opens a second store on the same data, `cleanup` removes it. */
 export type MakeSnapshotStore = () => Promise<{
@@ -11,6 +17,21 @@ export type MakeSnapshotStore = () => Promise<{
   reopen?: () => Promise<SnapshotStore>
   cleanup?: () => Promise<void>
 }>
+
+/** A loop's real initial snapshot (what a store saves for a new or queued loop), made once. */
+const TEMPLATE = (() => {
+  const input = { name: 'template', ...goalTask('work'), workspace: '/nonexistent/ws', config: resolveConfig({ models: ['scripted:a.json'] }) }
+  return savedSnapshot(createActor(loopMachine, { input }))
+})()
+
+/** The template snapshot as loop `name`'s, with one open finding: equal for equal names. */
+export function loopSnapshot(name: string): PersistedLoop {
+  const finding: Finding = {
+    id: 'F1', file: 'a.ts', line: 1, severity: 'bug', message: 'm', status: 'open',
+    section: null, reportedInAudit: 1, openAudits: 1, recurring: false,
+  }
+  return structuredClone({ ...TEMPLATE, context: { ...TEMPLATE.context, name, findings: [finding] } })
+}
 
 /** A valid record; `overrides` win. */
 export function makeRecord(name: string, overrides: Partial<LoopRecord> = {}): LoopRecord {
@@ -23,7 +44,7 @@ export function makeRecord(name: string, overrides: Partial<LoopRecord> = {}): L
     iteration: 1,
     createdAt: '2025-01-01T00:00:00.000Z',
     updatedAt: '2025-01-01T00:00:00.000Z',
-    snapshot: { status: 'active', value: { running: 'coding' }, context: { findings: [{ id: 'F1' }] } },
+    snapshot: loopSnapshot(name),
     ...overrides,
   }
 }
@@ -108,7 +129,7 @@ export function snapshotStoreContract(name: string, make: MakeSnapshotStore, opt
       const { store, reopen } = await setup()
       if (!reopen) throw new Error(`contract ${name}: reopens is set but the factory gives no reopen()`)
       const alpha = makeRecord('alpha')
-      const beta = makeRecord('beta', { createdAt: '2025-06-01T00:00:00.000Z', snapshot: null, status: 'queued' })
+      const beta = makeRecord('beta', { createdAt: '2025-06-01T00:00:00.000Z', status: 'queued' })
       await store.put(alpha)
       await store.put(beta)
       await store.flush()
@@ -135,11 +156,11 @@ export function snapshotStoreContract(name: string, make: MakeSnapshotStore, opt
       expect(await store.history('alpha')).toEqual([])
       await store.appendHistory('alpha', [entry(1), entry(2)], 100)
       await store.appendHistory('beta', [entry(1)], 100)
-      await store.appendHistory('alpha', [{ ...entry(3), snapshot: { value: 'x' } }], 100)
+      await store.appendHistory('alpha', [{ ...entry(3), snapshot: loopSnapshot('alpha') }], 100)
       expect(await store.history('alpha')).toEqual([
         { seq: 1, ...entry(1) },
         { seq: 2, ...entry(2) },
-        { seq: 3, ...entry(3), snapshot: { value: 'x' } },
+        { seq: 3, ...entry(3), snapshot: loopSnapshot('alpha') },
       ])
       expect((await store.history('beta')).map((e) => e.seq)).toEqual([1])
       for (let i = 4; i <= 200; i++) await store.appendHistory('alpha', [entry(i)], 20)

@@ -1,0 +1,21 @@
+/**
+ * The conversation as the loop keeps it: messages, tool calls and the two roles.
+ * These live with the machine (its context journals them); the model provider
+ * contract (adapters/model-provider.ts) speaks the same types.
+ */
+
+/** One tool call asked for by the model. */
+export interface ToolCall {
+  /** Unique within the session; providers that have no ids make them up. */
+  id: string
+  name: string
+  arguments: Record<string, unknown>
+}
+
+export type ChatMessage =
+  | { role: 'system'; content: string }
+  | { role: 'user'; content: string }
+  | { role: 'assistant'; content: string; toolCalls?: ToolCall[] }
+  | { role: 'tool'; content: string; toolCallId: string; toolName: string }
+
+export type Role = 'coder' | 'auditor'
