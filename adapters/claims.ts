@@ -19,6 +19,7 @@ import { mkdir } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
+import { dataDirLayout, type DataDirLayout } from './data-dir.ts'
 
 /** Who holds a claim. */
 export interface Owner {
@@ -45,6 +46,12 @@ export interface ClaimStore {
   claim(name: string, owner: Owner): Promise<ClaimResult>
   /** Whether `claim` is still this owner's (no other process took it over). Cheap: called before every write. */
   held(claim: Claim): boolean
+  /**
+   * Confirms the claim before a long step: true while it is this owner's. (A claim
+   * here lives as long as its owner's process; a lease-based store extends the
+   * lease here.)
+   */
+  renew(claim: Claim): Promise<boolean>
   /** Gives the claim up (nothing happens when it was lost meanwhile). */
   release(claim: Claim): Promise<void>
   /** The live owner of `name`, or null. */
@@ -101,14 +108,14 @@ const BUSY_MS = 5_000
 
 /** Claims as files under `<dataDir>/claims/` (see the header). */
 export class JsonClaims implements ClaimStore {
-  readonly dir: string
+  readonly #layout: DataDirLayout
 
-  constructor(dataDir: string) {
-    this.dir = join(dataDir, 'claims')
+  constructor(dataDir: string | DataDirLayout) {
+    this.#layout = typeof dataDir === 'string' ? dataDirLayout(dataDir) : dataDir
   }
 
   #loopDir(name: string): string {
-    return join(this.dir, name)
+    return this.#layout.claims(name)
   }
 
   #file(name: string, generation: number): string {
@@ -196,6 +203,10 @@ export class JsonClaims implements ClaimStore {
     }
   }
 
+  async renew(claim: Claim): Promise<boolean> {
+    return this.held(claim)
+  }
+
   async release(claim: Claim): Promise<void> {
     if (!this.held(claim)) return
     try {
@@ -230,6 +241,10 @@ export class MemoryClaims implements ClaimStore {
 
   held(claim: Claim): boolean {
     return this.#claims.get(claim.name) === claim
+  }
+
+  async renew(claim: Claim): Promise<boolean> {
+    return this.held(claim)
   }
 
   async release(claim: Claim): Promise<void> {

@@ -15,6 +15,9 @@ import { appendFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'n
 import { join } from 'node:path'
 import { Low } from 'lowdb'
 import { DataFile } from 'lowdb/node'
+import { JsonClaims } from './claims.ts'
+import { dataDirLayout, type DataDirLayout } from './data-dir.ts'
+import { JsonInbox } from './inbox.ts'
 import { assertLoopName, byCreatedAt } from './memory-store.ts'
 import { snapshotProblem } from '../machines/persisted.ts'
 import { migrateRecord } from './migrations.ts'
@@ -89,15 +92,23 @@ export class JsonStore implements SnapshotStore {
   /** Entries of each loop waiting for their append (behind the loop's append in flight, or for a turn): they go out together. */
   readonly #historyBatches = new Map<string, { entries: NewHistoryEntry[]; keep: number; done: Promise<void> }>()
 
+  /** Where everything of this store lies (adapters/data-dir.ts). */
+  readonly layout: DataDirLayout
+  readonly claims: JsonClaims
+  readonly inbox: JsonInbox
+
   constructor(dir: string, options: JsonStoreOptions = {}) {
-    this.loopsDir = join(dir, 'loops')
-    this.historyDir = join(dir, 'history')
+    this.layout = dataDirLayout(dir)
+    this.loopsDir = this.layout.loopsDir
+    this.historyDir = this.layout.historyDir
+    this.claims = new JsonClaims(this.layout)
+    this.inbox = new JsonInbox(this.layout)
     this.#onProblem = options.onProblem ?? (() => {})
   }
 
   /** Path of a loop's file. */
   pathOf(name: string): string {
-    return join(this.loopsDir, `${name}.json`)
+    return this.layout.record(name)
   }
 
   async get(name: string): Promise<LoopRecord | null> {
@@ -213,7 +224,7 @@ export class JsonStore implements SnapshotStore {
   }
 
   #historyPath(name: string): string {
-    return join(this.historyDir, `${name}.jsonl`)
+    return this.layout.history(name)
   }
 
   async #append(name: string, fresh: NewHistoryEntry[], keep: number): Promise<void> {

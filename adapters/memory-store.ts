@@ -1,4 +1,6 @@
 /** In-memory `SnapshotStore`: for tests and throwaway runs. Records are copied in and out. */
+import { MemoryClaims } from './claims.ts'
+import { MemoryInbox } from './inbox.ts'
 import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from './snapshot-store.ts'
 
 /** Loop names: lowercase letters, digits and dashes, 1–80 characters, not starting with a dash. */
@@ -20,6 +22,9 @@ export function byCreatedAt(a: LoopRecord, b: LoopRecord): number {
 export class MemoryStore implements SnapshotStore {
   readonly #records = new Map<string, LoopRecord>()
   readonly #history = new Map<string, HistoryEntry[]>()
+  /** Claims of this process's owners only: one store object, one process. */
+  readonly claims = new MemoryClaims()
+  readonly inbox = new MemoryInbox()
 
   async get(name: string): Promise<LoopRecord | null> {
     assertLoopName(name)

@@ -5,6 +5,8 @@
  */
 import type { LoopReason, LoopStatus, Phase } from '../machines/loop.types.ts'
 import type { PersistedLoop } from '../machines/persisted.ts'
+import type { ClaimStore } from './claims.ts'
+import type { CommandInbox } from './inbox.ts'
 
 export type { PersistedLoop }
 
@@ -71,4 +73,11 @@ export interface SnapshotStore {
   history(name: string): Promise<HistoryEntry[]>
   /** Waits for pending writes to land. */
   flush(): Promise<void>
+  /**
+   * Who owns each loop (adapters/claims.ts): a loop is claimed before anything acts
+   * on it, and every write of its owner is fenced by `claims.held`.
+   */
+  readonly claims: ClaimStore
+  /** Commands on their way to a loop's owner (adapters/inbox.ts). */
+  readonly inbox: CommandInbox
 }

@@ -8,14 +8,13 @@
 import { cp, mkdir, rm } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { createActor, type InspectionEvent } from 'xstate'
-import { currentOwner, JsonClaims, MemoryClaims, type Claim, type ClaimStore, type Owner } from '../adapters/claims.ts'
+import { currentOwner, type Claim, type ClaimStore, type Owner } from '../adapters/claims.ts'
 import { JsonStore } from '../adapters/json-store.ts'
 import { scriptedFactory } from '../adapters/scripted-provider.ts'
 import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
 import type { ControlEvent, GitWorkspace, LoopInput, LoopOutput } from '../machines/loop.types.ts'
 import { resolveConfig } from './config.ts'
-import { inboxNames, takeCommands } from './control.ts'
 import { ProviderCache } from './engine/providers.ts'
 import {
   checkpointWall,
@@ -104,7 +103,7 @@ export class Engine {
     this.dataDir = resolve(options.dataDir ?? 'data')
     this.onProblem = options.onProblem ?? ((m) => console.error(m))
     this.store = options.store ?? new JsonStore(this.dataDir, { onProblem: this.onProblem })
-    this.claims = options.store === undefined ? new JsonClaims(this.dataDir) : new MemoryClaims()
+    this.claims = this.store.claims
     this.models = new ProviderCache({ scripted: scriptedFactory(), ...options.providers })
     this.maxConcurrent = options.maxConcurrentLoops ?? 3
     if (!Number.isInteger(this.maxConcurrent) || this.maxConcurrent < 1) {
@@ -797,10 +796,10 @@ export class Engine {
   }
 
   private async pollCommands(): Promise<void> {
-    for (const name of await inboxNames(this.dataDir)) {
+    for (const name of await this.store.inbox.waiting()) {
       const loop = this.live.get(name)
       if (!loop) continue
-      for (const event of await takeCommands(this.dataDir, name, this.onProblem)) this.deliver(loop, event)
+      for (const event of await this.store.inbox.take(name, this.onProblem)) this.deliver(loop, event)
     }
   }
 }

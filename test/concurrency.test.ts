@@ -207,7 +207,7 @@ describe('one owner per loop, across processes', { timeout: 120_000 }, () => {
     owner.child.kill('SIGSTOP')
     const cancel = await cli(['cancel', 'frozen']).exit
     expect(cancel.code).toBe(1)
-    expect(cancel.stderr).toMatch(/sent cancel to loop frozen \(pid \d+\) but it did not take it within 5 s; withdrawn: nothing was applied/)
+    expect(cancel.stderr).toMatch(/sent cancel to loop frozen \(process \d+\) but it did not take it within 5 s; withdrawn: nothing was applied/)
     expect(await readdir(join(data, 'inbox', 'frozen'))).toEqual([])
     owner.child.kill('SIGCONT')
     // the owner runs on, and the withdrawn cancel never reaches it: a second cancel is the one that lands

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { sendCommand } from '../services/control.ts'
+import { JsonInbox } from '../adapters/inbox.ts'
 import { createEngine, type Engine } from '../services/engine.ts'
 import { hang } from './helpers/loop-harness.ts'
 
@@ -41,7 +41,7 @@ describe('a loop inbox with bad entries', () => {
     await writeFile(join(inbox, 'd-garbage.json'), 'not json')
     await writeFile(join(inbox, 'e-huge.json'), 'x'.repeat(100 * 1024))
     await writeFile(join(inbox, 'f-unknown.json'), JSON.stringify({ type: 'loop.explode' }))
-    await sendCommand(data, 'target', { type: 'loop.say', text: 'still here' })
+    await new JsonInbox(data).send('target', { type: 'loop.say', text: 'still here' })
 
     const problems: string[] = []
     const owner = await createEngine({ dataDir: data, commandPollMs: 20, onProblem: (m) => problems.push(m) })
@@ -53,7 +53,7 @@ describe('a loop inbox with bad entries', () => {
       if (Date.now() > deadline) throw new Error('the say never arrived')
       await new Promise((r) => setTimeout(r, 20))
     }
-    await sendCommand(data, 'target', { type: 'loop.cancel' })
+    await new JsonInbox(data).send('target', { type: 'loop.cancel' })
     expect(await h.done).toMatchObject({ status: 'cancelled' })
     const bad = problems.filter((p) => p.startsWith('control: '))
     expect(bad.map((p) => p.replace(/ to .*\.bad-\d+$/, ''))).toEqual([

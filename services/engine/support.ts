@@ -2,6 +2,7 @@
 import { mkdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Owner } from '../../adapters/claims.ts'
+import { dataDirLayout } from '../../adapters/data-dir.ts'
 import type { LoopInput } from '../../machines/loop.types.ts'
 import { pathExists } from '../git-workspace.ts'
 import { goalTask, parsePlan } from '../plan.ts'
@@ -58,7 +59,7 @@ export function ownerText(owner: Owner): string {
 
 /** `pending/<name>.json`: a git worktree a start is about to make for a loop not saved yet. */
 function pendingFile(dataDir: string, name: string): string {
-  return join(dataDir, 'pending', `${name}.json`)
+  return dataDirLayout(dataDir).pending(name)
 }
 
 /** Notes the intent; returns whether an earlier start of this name left one (it was killed before its record). */
