@@ -73,6 +73,11 @@ export function currentOwner(): Owner {
   return { id: randomUUID(), pid: process.pid, started: processStart(process.pid), host: hostname() }
 }
 
+/** `process 1234`, or `another process` while its claim is being written. */
+export function ownerText(owner: Owner): string {
+  return owner.pid > 0 ? `process ${owner.pid}` : 'another process'
+}
+
 /**
  * Whether `owner` still runs: the same host (else assumed), its pid alive and not a
  * zombie, and, where start times are known, started when the claim says (a reused

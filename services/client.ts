@@ -8,7 +8,7 @@
  * to the store under the client's own claim when no process owns the loop, or it
  * fails and is withdrawn: never two of these.
  */
-import { currentOwner, type Owner } from '../adapters/claims.ts'
+import { currentOwner, ownerText, type Owner } from '../adapters/claims.ts'
 import type { CommandTicket } from '../adapters/inbox.ts'
 import { JsonStore } from '../adapters/json-store.ts'
 import type { HistoryEntry, LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
@@ -180,9 +180,4 @@ function reflects(event: ControlEvent, record: LoopRecord): boolean {
   if (event.type === 'loop.pause') return record.status === 'paused'
   if (event.type === 'loop.resume') return record.status === 'running'
   return false
-}
-
-/** `process 1234`, or `another process` while its claim is being written. */
-export function ownerText(owner: Owner): string {
-  return owner.pid > 0 ? `process ${owner.pid}` : 'another process'
 }

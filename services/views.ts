@@ -88,6 +88,14 @@ export function stateString(value: unknown): string {
   return ''
 }
 
+/** `running.coding.watching` → `running.coding`; `paused` → `paused`. */
+export function phaseState(state: string): string {
+  const first = state.indexOf('.')
+  if (first < 0) return state
+  const second = state.indexOf('.', first + 1)
+  return second < 0 ? state : state.slice(0, second)
+}
+
 export function recordOf(snapshot: PersistedLoop, createdAt: string, queued = false): LoopRecord {
   const c = snapshot.context
   return {
