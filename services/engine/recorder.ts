@@ -84,6 +84,7 @@ export class Recorder {
   }
 
   #logTransition(loop: LiveLoop, event: string, from: string, to: string, snapshot: PersistedLoop): void {
+    if (!this.held(loop.claim)) return // fenced like the record: the new owner writes its history
     const c = snapshot.context
     const entry: NewHistoryEntry = { at: new Date().toISOString(), event, from, to, iteration: c.iteration, phase: c.phase }
     // Snapshots at phase boundaries: where the top-level phase state changes (coding → auditing, → paused …).
