@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { constants, type Stats } from 'node:fs'
-import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ControlEvent } from '../machines/loop.types.ts'
 import { dataDirLayout, type DataDirLayout } from './data-dir.ts'
@@ -23,9 +23,9 @@ export interface CommandTicket {
 
 /** The inbox port (part of the store port, adapters/snapshot-store.ts). */
 export interface CommandInbox {
-  /** Leaves `event` for the owner of loop `name`. */
+  /** Leaves `event` for the owner of loop `name`; refuses what `take` would not return (`commandProblem`). */
   send(name: string, event: ControlEvent): Promise<CommandTicket>
-  /** Whether the owner took the command. */
+  /** Whether the command is no longer waiting: its owner took it (or its sender withdrew it). */
   taken(ticket: CommandTicket): Promise<boolean>
   /** Withdraws a command not taken: true when withdrawn (never applied), false when its owner took it first. */
   withdraw(ticket: CommandTicket): Promise<boolean>
@@ -50,6 +50,23 @@ export function isCommand(v: unknown): v is ControlEvent {
   return e.type !== 'loop.say' || typeof e.text === 'string'
 }
 
+/**
+ * Why `event` cannot go through an inbox (not a command, or larger than an owner
+ * takes), or null. Checked when a command is sent, so that nothing is acknowledged
+ * that its owner would put aside.
+ */
+export function commandProblem(event: unknown): string | null {
+  if (!isCommand(event)) return `not a command (${[...CONTROL_TYPES].join(', ')}): ${JSON.stringify(event)?.slice(0, 80)}`
+  const bytes = Buffer.byteLength(JSON.stringify(event))
+  if (bytes > MAX_COMMAND_BYTES) return `${event.type} is ${bytes} bytes, over the ${MAX_COMMAND_BYTES} a command may have`
+  return null
+}
+
+function checkCommand(event: unknown): void {
+  const problem = commandProblem(event)
+  if (problem !== null) throw new Error(`inbox: ${problem}`)
+}
+
 let sequence = 0
 
 /** Commands as files under `<dataDir>/inbox/` (see the header). */
@@ -65,12 +82,21 @@ export class JsonInbox implements CommandInbox {
   }
 
   async send(name: string, event: ControlEvent): Promise<CommandTicket> {
+    checkCommand(event)
     const dir = this.#layout.inbox(name)
-    await mkdir(dir, { recursive: true })
     // Sorted by name = sent order (time, then this process's sequence).
     const id = `${Date.now().toString().padStart(15, '0')}-${(sequence++).toString().padStart(6, '0')}-${randomBytes(4).toString('hex')}`
     const tmp = join(dir, `.${id}.tmp`)
-    await writeFile(tmp, JSON.stringify(event))
+    for (let attempt = 1; ; attempt++) {
+      await mkdir(dir, { recursive: true })
+      try {
+        await writeFile(tmp, JSON.stringify(event), { flag: 'wx' })
+        break
+      } catch (err) {
+        // the owner removed the emptied directory meanwhile: make it again
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err
+      }
+    }
     await rename(tmp, join(dir, `${id}.json`))
     return { name, id }
   }
@@ -94,11 +120,18 @@ export class JsonInbox implements CommandInbox {
   }
 
   async waiting(): Promise<string[]> {
+    let names: string[]
     try {
-      return await readdir(this.#layout.inboxDir)
+      names = await readdir(this.#layout.inboxDir)
     } catch {
       return []
     }
+    const waiting: string[] = []
+    for (const name of names) {
+      const files = await readdir(this.#layout.inbox(name)).catch(() => [] as string[])
+      if (files.some((f) => f.endsWith('.json'))) waiting.push(name)
+    }
+    return waiting
   }
 
   /**
@@ -167,6 +200,8 @@ export class JsonInbox implements CommandInbox {
       events.push(event)
       await rm(taking, { force: true })
     }
+    // An emptied directory goes (a sender meanwhile makes it again); one with entries stays.
+    await rmdir(dir).catch(() => {})
     return events
   }
 }
@@ -176,7 +211,7 @@ export class MemoryInbox implements CommandInbox {
   readonly #waiting = new Map<string, Map<string, ControlEvent>>()
 
   async send(name: string, event: ControlEvent): Promise<CommandTicket> {
-    if (!isCommand(event)) throw new Error(`inbox: not a command: ${JSON.stringify(event)}`)
+    checkCommand(event)
     const id = `${Date.now().toString().padStart(15, '0')}-${(sequence++).toString().padStart(6, '0')}`
     let box = this.#waiting.get(name)
     if (!box) this.#waiting.set(name, (box = new Map()))

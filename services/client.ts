@@ -9,7 +9,7 @@
  * fails and is withdrawn: never two of these.
  */
 import { currentOwner, ownerText, type Owner } from '../adapters/claims.ts'
-import type { CommandTicket } from '../adapters/inbox.ts'
+import { commandProblem, type CommandTicket } from '../adapters/inbox.ts'
 import { JsonStore } from '../adapters/json-store.ts'
 import type { HistoryEntry, LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
 import type { ControlEvent } from '../machines/loop.types.ts'
@@ -34,7 +34,7 @@ export interface LoopClientOptions {
 }
 
 /** Why a request was refused. */
-export type ClientErrorCode = 'not_found' | 'ended' | 'not_paused' | 'withdrawn'
+export type ClientErrorCode = 'invalid' | 'not_found' | 'ended' | 'not_paused' | 'withdrawn'
 
 export class ClientError extends Error {
   override readonly name = 'ClientError'
@@ -111,6 +111,9 @@ export class LoopClient {
 
   /** Sends a command to a loop (see the header and `SendResult`). Refusals throw a `ClientError`. */
   async send(name: string, event: ControlEvent, options: SendOptions = {}): Promise<SendResult> {
+    // the same for every loop, owned or not: what an owner would not take is refused here
+    const problem = commandProblem(event)
+    if (problem !== null) throw new ClientError(`loop ${name}: ${problem}`, 'invalid')
     const record = await this.store.get(name)
     if (record === null) throw new ClientError(`no loop named '${name}'`, 'not_found')
     if (FINAL.has(record.status)) throw new ClientError(`loop ${name} already ended (${record.status})`, 'ended')

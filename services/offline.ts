@@ -3,11 +3,11 @@
  * the loop's actor is restored from its record with an idle session (no model
  * is called, no tool runs), takes the event, and its new snapshot is saved.
  */
-import { createActor, fromCallback, type AnyStateMachine, type Snapshot } from 'xstate'
+import { createActor, fromCallback, type AnyStateMachine } from 'xstate'
 import type { LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
 import type { ControlEvent, SessionCommand, SessionInput } from '../machines/loop.types.ts'
-import { recordOf, savedSnapshot, type PersistedLoop } from './views.ts'
+import { actorSnapshot, recordOf, savedSnapshot, type PersistedLoop } from './views.ts'
 
 export class OfflineError extends Error {
   override readonly name = 'OfflineError'
@@ -19,21 +19,18 @@ const idleMachine = loopMachine.provide({
 
 /**
  * Loads the record of `name`, sends `event` to its restored actor and saves the
- * result. Only call it when no live process owns the loop (services/control.ts
- * `lockOwner`): the owner is the only writer of a running loop's record.
+ * result. Only call it under the loop's claim (docs/architecture.md "Ownership"):
+ * the owner is the only writer of a loop's record.
  * Returns the saved record (the loaded one, untouched, when the event changed nothing).
  */
 export async function applyOffline(store: SnapshotStore, name: string, event: ControlEvent): Promise<LoopRecord> {
   const record = await store.get(name)
   if (record === null) throw new OfflineError(`offline: no loop named '${name}'`)
-  if (record.snapshot === null || typeof record.snapshot !== 'object') {
-    throw new OfflineError(`offline: loop ${name} has no saved snapshot`)
-  }
   // Time while no process ran the loop is not running time: its running stretch starts now.
-  const saved = record.snapshot as PersistedLoop
+  const saved = record.snapshot
   const fresh = { ...saved, context: { ...saved.context, runningSince: saved.context.runningSince === null ? null : Date.now() } }
   // Restored from a snapshot, the machine takes no input: the typed overload would demand one.
-  const actor = createActor(idleMachine as AnyStateMachine, { snapshot: fresh as Snapshot<unknown> })
+  const actor = createActor(idleMachine as AnyStateMachine, { snapshot: actorSnapshot(fresh) })
   let failure: unknown = null
   // An actor without an error observer rethrows and would kill the process.
   actor.subscribe({ error: (err) => (failure = err) })

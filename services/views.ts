@@ -112,12 +112,11 @@ export function recordOf(snapshot: PersistedLoop, createdAt: string, queued = fa
 }
 
 export function contextOf(record: LoopRecord): LoopContext {
-  return (record.snapshot as PersistedLoop).context
+  return record.snapshot.context
 }
 
 export function viewOf(record: LoopRecord, now = Date.now()): LoopView {
-  const snapshot = record.snapshot as PersistedLoop
-  const c = snapshot.context
+  const c = record.snapshot.context
   const u = c.usage.total
   return {
     name: record.name,
@@ -128,7 +127,7 @@ export function viewOf(record: LoopRecord, now = Date.now()): LoopView {
     kind: c.task.kind,
     title: c.task.title,
     section: c.task.kind === 'sectioned' ? { index: c.sectionIndex + 1, count: c.sectionStates.length } : null,
-    state: stateString(snapshot.value),
+    state: stateString(record.snapshot.value),
     openFindings: c.findings.filter((f) => f.status === 'open').length,
     tokens: u.inputTokens + u.outputTokens,
     costUsd: u.costUsd,

@@ -111,7 +111,15 @@ export class Ownership {
         for (const event of await this.store.inbox.take(name, this.onProblem)) deliver(name, event)
       }
     }
-    this.#poller = setInterval(() => void poll().catch((err: unknown) => this.onProblem(`engine: commands: ${err instanceof Error ? err.message : err}`)), pollMs)
+    // One poll at a time: a slow one (a loaded disk) is not overlapped by the next tick.
+    let polling = false
+    this.#poller = setInterval(() => {
+      if (polling) return
+      polling = true
+      void poll()
+        .catch((err: unknown) => this.onProblem(`engine: commands: ${err instanceof Error ? err.message : err}`))
+        .finally(() => (polling = false))
+    }, pollMs)
     this.#poller.unref()
   }
 
