@@ -1,13 +1,15 @@
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createWebSocketInspector } from '@statelyai/inspect'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { WebSocket, type ClientOptions } from 'ws'
+import { JsonStore } from '../adapters/json-store.ts'
 import { MemoryStore } from '../adapters/memory-store.ts'
 import { createEngine, type Engine } from '../services/engine.ts'
 import { serializeChart, type ChartState } from '../services/inspect/chart.ts'
+import { StoreFiles } from '../services/inspect/server/store-files.ts'
 import { createStatelyInspect } from '../services/inspect/stately.ts'
 import {
   checkBindHost,
@@ -115,10 +117,12 @@ async function storeLoop(dir: string, data: string, name: string): Promise<{ sna
   }
 }
 
-async function until<T>(what: string, fn: () => T | undefined | null | false, ms = 8000): Promise<T> {
+type Maybe<T> = T | undefined | null | false
+
+async function until<T>(what: string, fn: () => Maybe<T> | Promise<Maybe<T>>, ms = 8000): Promise<T> {
   const deadline = Date.now() + ms
   for (;;) {
-    const v = fn()
+    const v = await fn()
     if (v) return v
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 25))
@@ -157,14 +161,38 @@ describe('viewer server', () => {
     expect(viewer.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/)
     const page = await get(viewer.url)
     expect(page.status).toBe(200)
-    expect(page.body).toContain('<script src="/app.js" defer></script>')
+    expect(page.body).toContain('<script type="module" src="/app.js"></script>')
     expect(page.body).not.toMatch(/https?:\/\/(?!127\.0\.0\.1)/)
     expect(page.headers['content-security-policy']).toContain("default-src 'none'")
+    expect(page.headers['content-security-policy']).toContain("script-src 'self';")
     expect(page.headers['content-security-policy']).toContain("connect-src 'self'")
-    for (const asset of ['app.js', 'style.css']) {
-      const r = await get(`${viewer.url}${asset}`)
-      expect(r.status).toBe(200)
-      expect(r.body).not.toMatch(/(?:https?:)?\/\/[a-z0-9.-]+\.(?:com|net|org|io|dev)\b/i)
+    // the page's modules: every import is one of its own files, served as JavaScript under the same policy
+    const modules = new Set<string>()
+    const pending = ['app.js']
+    while (pending.length > 0) {
+      const file = pending.pop()!
+      if (modules.has(file)) continue
+      modules.add(file)
+      const r = await get(`${viewer.url}${file}`)
+      expect(r.status, file).toBe(200)
+      expect(r.headers['content-type'], file).toBe('text/javascript; charset=utf-8')
+      expect(r.headers['content-security-policy'], file).toBe(page.headers['content-security-policy'])
+      expect(r.headers['x-content-type-options'], file).toBe('nosniff')
+      expect(r.body, file).not.toMatch(/(?:https?:)?\/\/[a-z0-9.-]+\.(?:com|net|org|io|dev)\b/i)
+      expect(r.body, file).not.toMatch(/\bimport\s*\(/) // no dynamic imports
+      for (const [, spec] of r.body.matchAll(/^(?:import|export)\b[^'"\n]*\bfrom\s+'([^']+)'/gm)) {
+        expect(spec, `${file} imports ${spec}`).toMatch(/^\.\/[a-z0-9-]+\.js$/)
+        pending.push(spec!.slice(2))
+      }
+    }
+    expect([...modules].sort()).toEqual(['app.js', 'chart.js', 'context.js', 'dom.js', 'format.js', 'live.js', 'loop.js', 'loops.js', 'state.js'])
+    const css = await get(`${viewer.url}style.css`)
+    expect(css.status).toBe(200)
+    expect(css.headers['content-type']).toBe('text/css; charset=utf-8')
+    expect(css.body).not.toMatch(/(?:https?:)?\/\/[a-z0-9.-]+\.(?:com|net|org|io|dev)\b/i)
+    // nothing but the page's files: not the server's sources, nothing outside the page's directory
+    for (const path of ['/viewer-server.ts', '/server/http.ts', '/../viewer-server.ts', '/%2e%2e/viewer-server.ts', '/app', '/APP.JS', '/package.json']) {
+      expect((await get(`${viewer.url.slice(0, -1)}${path}`)).status, path).toBe(404)
     }
     const chart = JSON.parse((await get(`${viewer.url}api/chart`)).body) as ChartState
     expect(chart).toEqual(serializeChart())
@@ -221,6 +249,84 @@ describe('viewer server', () => {
     expect(at.state).toBe('running.auditing.watching')
     expect(at.detail.sections.map((s: { status: string }) => s.status)).toEqual(['active', 'pending', 'pending'])
     expect(await readdir(data, { recursive: true })).toEqual(before)
+  })
+
+  it('follows a history log as it grows and after compaction; a bad record is reported, never moved or written', async () => {
+    const data = join(dir, 'data')
+    await storeLoop(dir, data, 'grows')
+    await writeFile(join(data, 'loops', 'broken.json'), '{ not json')
+    const before = await readdir(data, { recursive: true })
+    const logs: string[] = []
+    viewer = await startViewer({ dataDir: data, port: 0, pollMs: 30, log: (l) => logs.push(l) })
+    const names = JSON.parse((await get(`${viewer.url}api/loops`)).body) as LoopSummary[]
+    expect(names.map((l) => l.name)).toEqual(['grows'])
+    expect(logs).toEqual([`inspect: snapshot-store: ${join(data, 'loops', 'broken.json')}: not valid JSON; skipped`])
+    const page = await pageClient(viewer)
+    page.select('grows')
+    const history = async () => JSON.parse((await get(`${viewer!.url}api/loops/grows/history`)).body) as { seq: number; event: string }[]
+    const seqs = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
+    /** The history as the page holds it (app.js folds the pushes the same way). */
+    const shown = () => {
+      let entries: { seq: number; event: string }[] = []
+      for (const m of page.messages) {
+        if (m.type !== 'history') continue
+        const got = m.entries as typeof entries
+        const lastSeq = entries.at(-1)?.seq ?? 0
+        entries = m.reset ? got : entries.concat(got.filter((e) => e.seq > lastSeq))
+      }
+      return entries
+    }
+    const first = await history()
+    const last = first.at(-1)!.seq
+    expect(first.map((e) => e.seq)).toEqual(seqs(1, last))
+    await until('the first history push', () => page.messages.find((m) => m.type === 'history' && m.reset === true))
+    expect(await readdir(data, { recursive: true })).toEqual(before)
+
+    // appends (by another process's store): read as they land (server/store-files.ts) and pushed
+    const store = new JsonStore(data)
+    const entry = (i: number) => ({ at: new Date().toISOString(), event: `test.${i}`, from: 'completed', to: 'completed', iteration: 1, phase: 'coding' as const })
+    await store.appendHistory('grows', [entry(1), entry(2)], 500)
+    await until('the appended entries', async () => (await history()).length === last + 2)
+    await until('their push', () => shown().map((e) => e.seq).join() === seqs(1, last + 2).join())
+    expect(shown().slice(-2).map((e) => e.event)).toEqual(['test.1', 'test.2'])
+
+    // compaction rewrites the log (a new file): read again whole, the page told to reset
+    const resets = page.messages.filter((m) => m.type === 'history' && m.reset === true).length
+    await store.appendHistory('grows', Array.from({ length: 20 }, (_, i) => entry(3 + i)), 4)
+    const kept = seqs(last + 19, last + 22).join()
+    await until('the compacted history', async () => (await history()).map((e) => e.seq).join() === kept)
+    await until('the reset push', () => page.messages.filter((m) => m.type === 'history' && m.reset === true).length > resets && shown().map((e) => e.seq).join() === kept)
+    expect(logs).toHaveLength(1)
+    expect((await readdir(join(data, 'loops'))).sort()).toEqual(['broken.json', 'grows.json'])
+    page.close()
+  })
+
+  it('reads a history log from where it stopped, complete lines only, and asks for a whole read once it is rewritten', async () => {
+    const data = join(dir, 'data')
+    await mkdir(join(data, 'history'), { recursive: true })
+    const path = join(data, 'history', 'tail.jsonl')
+    const line = (seq: number) => `${JSON.stringify({ seq, at: 'now', event: `e${seq}`, from: '', to: 'x', iteration: 0, phase: 'coding' })}\n`
+    const files = new StoreFiles(data)
+    expect(await files.historySince('tail', null)).toBeNull()
+    await writeFile(path, line(1))
+    const whole = await files.historySince('tail', null)
+    if (whole?.whole !== true) throw new Error('expected a whole read')
+    expect(whole.end.offset).toBe(line(1).length)
+    expect(await files.historySince('tail', whole.end)).toEqual({ whole: false, entries: [], cursor: whole.end })
+    // a line being appended is left for the next read
+    await appendFile(path, line(2) + line(3).slice(0, 10))
+    const a = await files.historySince('tail', whole.end)
+    if (a?.whole !== false) throw new Error('expected a tail')
+    expect(a.entries.map((e) => e.seq)).toEqual([2])
+    await appendFile(path, line(3).slice(10) + '{"torn')
+    const b = await files.historySince('tail', a.cursor)
+    if (b?.whole !== false) throw new Error('expected a tail')
+    expect(b.entries.map((e) => e.seq)).toEqual([3])
+    // rewritten (a compaction renames a new file over it): whole again
+    await writeFile(`${path}.tmp`, line(3))
+    await rename(`${path}.tmp`, path)
+    expect((await files.historySince('tail', b.cursor))?.whole).toBe(true)
+    expect(await files.names()).toEqual([])
   })
 
   it('takes inspection events from a stock @statelyai/inspect WebSocket inspector and relays them', async () => {
@@ -354,6 +460,7 @@ describe('viewer server', () => {
       ['/', 200],
       ['/index.html', 200],
       ['/app.js', 200],
+      ['/loop.js', 200],
       ['/style.css', 200],
       ['/api/chart', 200],
       ['/api/loops', 200],
