@@ -374,21 +374,27 @@ async function readHistory(path: string): Promise<HistoryEntry[]> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
     throw err
   }
-  const entries: HistoryEntry[] = []
-  for (const line of text.split('\n')) {
-    if (line === '') continue
-    let entry: HistoryEntry
-    try {
-      entry = JSON.parse(line) as HistoryEntry
-    } catch {
-      continue // torn line
-    }
-    if (typeof entry !== 'object' || entry === null || typeof entry.seq !== 'number') continue
-    // a snapshot that is not a loop's saved state is no fork point: the entry stays, without it
-    if (entry.snapshot !== undefined && snapshotProblem(entry.snapshot) !== null) delete entry.snapshot
-    entries.push(entry)
+  return text.split('\n').flatMap((line) => {
+    const entry = parseHistoryLine(line)
+    return entry === null ? [] : [entry]
+  })
+}
+
+/**
+ * One line of a history log, or null for an empty or torn one (a crash mid-append).
+ * A snapshot that is not a loop's saved state is no fork point: the entry stays, without it.
+ */
+export function parseHistoryLine(line: string): HistoryEntry | null {
+  if (line === '') return null
+  let entry: HistoryEntry
+  try {
+    entry = JSON.parse(line) as HistoryEntry
+  } catch {
+    return null
   }
-  return entries
+  if (typeof entry !== 'object' || entry === null || typeof entry.seq !== 'number') return null
+  if (entry.snapshot !== undefined && snapshotProblem(entry.snapshot) !== null) delete entry.snapshot
+  return entry
 }
 
 /**

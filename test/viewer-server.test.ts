@@ -9,7 +9,7 @@ import { JsonStore } from '../adapters/json-store.ts'
 import { MemoryStore } from '../adapters/memory-store.ts'
 import { createEngine, type Engine } from '../services/engine.ts'
 import { serializeChart, type ChartState } from '../services/inspect/chart.ts'
-import { StoreFiles } from '../services/inspect/server/store-files.ts'
+import { StoreFiles } from '../adapters/json-store-feed.ts'
 import { createStatelyInspect } from '../services/inspect/stately.ts'
 import {
   checkBindHost,
@@ -282,7 +282,7 @@ describe('viewer server', () => {
     await until('the first history push', () => page.messages.find((m) => m.type === 'history' && m.reset === true))
     expect(await readdir(data, { recursive: true })).toEqual(before)
 
-    // appends (by another process's store): read as they land (server/store-files.ts) and pushed
+    // appends (by another process's store): read as they land (adapters/json-store-feed.ts) and pushed
     const store = new JsonStore(data)
     const entry = (i: number) => ({ at: new Date().toISOString(), event: `test.${i}`, from: 'completed', to: 'completed', iteration: 1, phase: 'coding' as const })
     await store.appendHistory('grows', [entry(1), entry(2)], 500)

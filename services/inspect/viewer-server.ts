@@ -20,8 +20,8 @@
  * queued are capped.
  *
  * This module is the facade; the parts are in services/inspect/server/: start.ts
- * (putting them together), http.ts, sockets.ts, store-watcher.ts and
- * store-files.ts, model.ts, inspection.ts.
+ * (putting them together), http.ts, sockets.ts, store-watcher.ts (over the JSON
+ * store's change feed, adapters/json-store-feed.ts), model.ts, inspection.ts.
  */
 export { checkBindHost, isLoopback } from './viewer-access.ts'
 export { startViewer } from './server/start.ts'

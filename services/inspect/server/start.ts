@@ -14,7 +14,7 @@ import { createViewerHttp } from './http.ts'
 import { InspectionEvents } from './inspection.ts'
 import { LoopsModel } from './model.ts'
 import { ViewerSockets } from './sockets.ts'
-import { StoreFiles } from './store-files.ts'
+import { StoreFiles } from '../../../adapters/json-store-feed.ts'
 import { StoreWatcher } from './store-watcher.ts'
 import { DEFAULT_VIEWER_PORT, type Viewer, type ViewerOptions } from './types.ts'
 

@@ -1,7 +1,7 @@
 /**
  * What changes in the store, into the loops model (server/model.ts): loops run by
  * any process (with or without --inspect) and loops that ended. Polled: the record
- * files' stamps tell which records changed (server/store-files.ts); those are read
+ * files' stamps tell which records changed (adapters/json-store-feed.ts); those are read
  * through LoopClient (services/client.ts), and so are their owners (the live holder
  * of the claim, docs/architecture.md "Ownership") and whole histories. Read only:
  * the viewer never claims a loop and never writes to the data dir.
@@ -10,7 +10,7 @@ import type { LoopRecord } from '../../../adapters/snapshot-store.ts'
 import { ClientError, type LoopClient } from '../../client.ts'
 import type { LoopsModel } from './model.ts'
 import { slim } from './records.ts'
-import type { HistoryCursor, StoreFiles } from './store-files.ts'
+import type { HistoryCursor, StoreFiles } from '../../../adapters/json-store-feed.ts'
 
 /** The owners of loops whose record did not change are checked every this many polls. */
 const OWNER_EVERY = 6

@@ -1,8 +1,9 @@
 /**
- * The one place the viewer reads the data dir's files itself, read only: what
- * neither LoopClient (services/client.ts) nor the store port
- * (adapters/snapshot-store.ts) offers yet. Records, history, owners are read
- * through the client; paths come from adapters/data-dir.ts.
+ * The JSON store's change feed, read only: what a watcher (the viewer) needs to
+ * follow a data dir cheaply and neither LoopClient (services/client.ts) nor the
+ * store port (adapters/snapshot-store.ts) offers. Records, history and owners are
+ * read through the client; paths come from adapters/data-dir.ts, history lines are
+ * parsed as the store parses them.
  *
  * - `names()`: the loops of the store without reading their records (the port's
  *   `list()` reads every record on each call and moves a bad one aside: a write);
@@ -13,10 +14,10 @@
  */
 import { open, readdir, stat } from 'node:fs/promises'
 import { basename } from 'node:path'
-import { dataDirLayout, type DataDirLayout } from '../../../adapters/data-dir.ts'
-import { LOOP_NAME } from '../../../adapters/memory-store.ts'
-import type { HistoryEntry } from '../../../adapters/snapshot-store.ts'
-import { snapshotProblem } from '../../../machines/persisted.ts'
+import { dataDirLayout, type DataDirLayout } from './data-dir.ts'
+import { LOOP_NAME } from './memory-store.ts'
+import { parseHistoryLine } from './json-store.ts'
+import type { HistoryEntry } from './snapshot-store.ts'
 
 /** Where a read of a history log stopped: its file, the end of its last complete line, and its size then. */
 export interface HistoryCursor {
@@ -84,23 +85,9 @@ export class StoreFiles {
       const end = buf.subarray(0, bytesRead).lastIndexOf(0x0a) + 1
       const lines = buf.subarray(0, end).toString('utf8').split('\n')
       const next = { ino: st.ino, offset: cursor.offset + end, size: cursor.offset + bytesRead }
-      return { whole: false, entries: lines.flatMap(parseEntry), cursor: next }
+      return { whole: false, entries: lines.flatMap((l) => parseHistoryLine(l) ?? []), cursor: next }
     } finally {
       await fh.close()
     }
   }
-}
-
-/** A line of a history log as the store reads it (adapters/json-store.ts): a torn line is skipped, an unusable snapshot dropped. */
-function parseEntry(line: string): HistoryEntry[] {
-  if (line === '') return []
-  let entry: HistoryEntry
-  try {
-    entry = JSON.parse(line) as HistoryEntry
-  } catch {
-    return []
-  }
-  if (typeof entry !== 'object' || entry === null || typeof entry.seq !== 'number') return []
-  if (entry.snapshot !== undefined && snapshotProblem(entry.snapshot) !== null) delete entry.snapshot
-  return [entry]
 }
