@@ -14,8 +14,9 @@ import { JsonStore } from '../adapters/json-store.ts'
 import type { HistoryEntry, LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
 import type { ControlEvent } from '../machines/loop.types.ts'
 import { FINAL } from './engine/types.ts'
-import { applyOffline } from './offline.ts'
 import { detailOf, viewOf, type LoopDetail, type LoopView } from './views.ts'
+
+export { ownerText }
 
 export interface LoopClientOptions {
   /** The data dir of the JSON store (default `data`); ignored when `store` is given. */
@@ -125,6 +126,8 @@ export class LoopClient {
     if ('claim' in got) {
       try {
         if (event.type === 'loop.resume' && options.unowned === 'return') return { via: 'unowned', record }
+        // loaded on demand (xstate and the machine): reads and owned loops' commands do without
+        const { applyOffline } = await import('./offline.ts')
         const after = await applyOffline(this.store, name, event)
         if (FINAL.has(after.status) && !(event.type === 'loop.cancel' && after.reason === 'user_cancelled')) {
           throw new ClientError(`loop ${name} already ended (${after.status})`, 'ended')

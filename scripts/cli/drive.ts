@@ -1,0 +1,122 @@
+/**
+ * Running loops in this process (run, resume, fork, resume --all): an engine on the
+ * data dir with the providers and inspector of the flags, and one loop followed to
+ * its end with a progress line.
+ */
+import type { LoopOutput } from '../../machines/loop.types.ts'
+import type { Engine, LoopHandle } from '../../services/engine.ts'
+import type { LoopDetail } from '../../services/views.ts'
+import { showProgress, stopOnSignals, type Progress } from '../follow.ts'
+import { plural, resultLine, shortPath } from '../format.ts'
+import { CliError, EXIT_CODES, message, type Cli, type ProviderFlags } from './shared.ts'
+
+/** The `ollama` section of a `--config` file. */
+export interface OllamaConfig {
+  host?: string
+  numCtxCap?: number
+}
+
+export type EngineFlags = ProviderFlags & { ollama?: OllamaConfig; maxConcurrent?: number }
+
+/** Model providers beyond `scripted`: Ollama on the host of the flag, the config file or OLLAMA_HOST. */
+async function providersFor(flags: EngineFlags) {
+  const { ollamaFactory, resolveOllamaHost } = await import('../../adapters/ollama-provider.ts')
+  try {
+    const host = resolveOllamaHost(flags.ollamaHost, flags.ollama?.host)
+    return { ollama: ollamaFactory({ host, numCtxCap: flags.ollama?.numCtxCap }) }
+  } catch (e) {
+    throw new CliError(message(e))
+  }
+}
+
+/** An engine on `dataDir` that restores nothing by itself: each command picks the loops it drives. */
+export async function openEngine(cli: Cli, dataDir: string, flags: EngineFlags = {}): Promise<Engine> {
+  const providers = await providersFor(flags)
+  // The engine (with zod and xstate) loads on demand: `list` and `status` start faster without it.
+  const { createEngine } = await import('../../services/engine.ts')
+  const { closeWithEngine, inspectorFor } = await import('../inspector-flag.ts')
+  let inspector
+  try {
+    inspector = inspectorFor(flags.inspect, (m) => cli.err(m))
+  } catch (e) {
+    throw new CliError(message(e))
+  }
+  if (inspector) cli.err(`streaming inspection events to ${inspector.url} (\`loopstate inspect\` shows them; so does stately.ai/inspect)`)
+  const engine = await createEngine({
+    dataDir,
+    onProblem: (m) => cli.err(m),
+    resume: false,
+    providers,
+    inspect: inspector?.inspect,
+    ...(flags.maxConcurrent !== undefined ? { maxConcurrentLoops: flags.maxConcurrent } : {}),
+  })
+  return closeWithEngine(engine, inspector)
+}
+
+export interface DriveOptions {
+  /** Where the providers of the loop's models are. */
+  providers?: EngineFlags
+  /** Starts (restores, forks) the loop to follow. */
+  begin: (engine: Engine) => Promise<LoopHandle>
+  /** The line printed once it runs. */
+  startedLine: (detail: LoopDetail) => string
+  /** Mention the other unfinished loops of the data dir (for `run`). */
+  hintUnfinished?: boolean
+}
+
+/**
+ * Creates an engine on `dataDir`, lets `begin` start a loop on it, and follows
+ * that loop to its end with a progress line. SIGINT/SIGTERM save it (exit 130/143).
+ * Resolves to the exit code of the loop's final status.
+ */
+export async function drive(cli: Cli, dataDir: string, { providers, begin, startedLine, hintUnfinished = false }: DriveOptions): Promise<number> {
+  const engine = await openEngine(cli, dataDir, providers)
+  let handle: LoopHandle | undefined
+  let progress: Progress | null = null
+  const guard = stopOnSignals({
+    close: () => engine.close(),
+    before: () => progress?.stop(),
+    saved: () => (handle ? `saved; loop ${handle.name} stays resumable` : 'stopped before the loop started'),
+  })
+
+  try {
+    handle = await begin(engine)
+  } catch (e) {
+    await engine.close()
+    throw new CliError(message(e))
+  }
+  if (guard.stopping) return new Promise(() => {}) // the signal handler exits
+  if (hintUnfinished) {
+    const others = await engine.unfinished()
+    if (others.length > 0) cli.err(unfinishedHint(dataDir, others))
+  }
+  const detail = await engine.get(handle.name)
+  if (detail) cli.out(startedLine(detail))
+  progress = showProgress([handle])
+  // The engine's timers do not hold the process open; a paused loop must still hear `resume`.
+  const keepAlive = setInterval(() => {}, 60_000)
+  let output: LoopOutput
+  try {
+    output = await handle.done
+  } catch (e) {
+    progress.stop()
+    await engine.close()
+    throw new CliError(`loop ${handle.name} crashed: ${message(e)}`, EXIT_CODES.errored)
+  } finally {
+    clearInterval(keepAlive)
+  }
+  progress.stop()
+  const view = handle.view()
+  await engine.close()
+  cli.out(resultLine(view, output.error))
+  return EXIT_CODES[output.status]
+}
+
+/** `data/ holds 2 unfinished loops (a, b) that no process runs; …` */
+function unfinishedHint(dataDir: string, names: string[]): string {
+  const shown = names.length > 5 ? [...names.slice(0, 5), '…'] : names
+  return (
+    `${shortPath(dataDir)}/ holds ${plural(names.length, 'unfinished loop')} (${shown.join(', ')}) that no process runs; ` +
+    `\`loopstate resume --all --data ${shortPath(dataDir)}\` carries ${names.length === 1 ? 'it' : 'them'} on`
+  )
+}

@@ -1,0 +1,197 @@
+/**
+ * The `loopstate` CLI as a function: the commander program of every command, run on
+ * one argv, resolving to the exit code. Each command lives in a file of its own here,
+ * loaded when it runs (the bundle keeps them in chunks), so `--help` and usage errors
+ * start without the store or the engine. Usage errors print one line on stderr and
+ * exit 2 without touching the data dir.
+ */
+import { readFileSync } from 'node:fs'
+import { Command, CommanderError } from 'commander'
+import { packagePath } from '../../services/paths.ts'
+import { oneLine } from '../format.ts'
+import type { DemoOptions } from './demo.ts'
+import type { ForkOptions } from './fork.ts'
+import type { HistoryOptions } from './history.ts'
+import type { InspectOptions } from './inspect.ts'
+import type { ListOptions } from './list.ts'
+import type { ResumeOptions } from './resume.ts'
+import type { RunOptions } from './run.ts'
+import type { StatusOptions } from './status.ts'
+import { CliError, cliOf, collect, count, message, positive, type Cli, type CliIo, type DataFlag } from './shared.ts'
+
+export type { CliIo }
+
+const HELP = {
+  data: 'data directory (default: $LOOPSTATE_DATA or ./data)',
+  ollama: 'Ollama server for ollama:<model> (default: the config file, $OLLAMA_HOST, http://127.0.0.1:11434)',
+  inspect:
+    'stream the loop actors to a WebSocket inspector: `loopstate inspect` (default ws://127.0.0.1:4747) or stately.ai/inspect',
+}
+
+/** Runs one command line (`argv` as in process.argv); resolves to its exit code. */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const cli = cliOf(io)
+  let code = 0
+  const program = buildProgram(cli, io, (c) => (code = c))
+  try {
+    await program.parseAsync(argv)
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version exit 0; a bare `loopstate` shows the help and counts as bad usage.
+      return e.exitCode === 0 ? 0 : 2
+    }
+    if (e instanceof CliError) {
+      cli.err(e.message)
+      return e.exitCode
+    }
+    cli.err(message(e))
+    return 1
+  }
+  return code
+}
+
+function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Command {
+  const version = (JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version
+  const lines = (write: (line: string) => void) => (text: string) => write(text.replace(/\n$/, ''))
+  const program = new Command('loopstate')
+  program
+    .description('Durable AI work loops (coder + auditor) as XState v5 actors, saved to a JSON store')
+    .version(version)
+    .exitOverride()
+    .configureOutput({
+      writeOut: lines((l) => io.out(l)),
+      writeErr: lines((l) => io.err(l)),
+      outputError: (str, write) => write(`loopstate: ${oneLine(str.replace(/^error: /, ''))}\n`),
+    })
+    .showSuggestionAfterError(true)
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 completed, 1 errored, 2 bad usage or input, 3 stalled, 4 cancelled,\n' +
+        '130/143 stopped by SIGINT/SIGTERM (the loops are saved and stay resumable).',
+    )
+  /** The action of a command: its file is loaded now, its result is the exit code. */
+  const act = async (run: Promise<number>) => setExit(await run)
+
+  program
+    .command('run')
+    .description('run a loop on a plan (or a goal) until it ends; Ctrl-C saves it and leaves it resumable')
+    .argument('[plan]', 'plan file (markdown; `<!-- section -->` lines split it into sections)')
+    .option('--goal <text>', 'work on a goal text instead of a plan file')
+    .option(
+      '--model <spec>',
+      'coder model, e.g. ollama:qwen3:8b or scripted:scenario.json; repeat or comma-separate for a fallback chain',
+      collect,
+      [],
+    )
+    .option('--auditor-model <spec>', 'auditor model(s), same form (default: the coder models)', collect, [])
+    .option(
+      '--workspace <dir>',
+      'directory the coder works in (default: the current directory); in a git repository the loop works in a worktree on branch loop/<name>',
+    )
+    .option('--in-place', 'work in the workspace directory itself even when it is in a git repository')
+    .option('--max-iterations <n>', 'rework passes allowed after dirty audits (default 15)', count)
+    .option('--name <name>', 'loop name (default: from the plan title)')
+    .option('--config <file>', 'JSON file of loop options (maxRetries, stallTimeoutMs, budget, …, ollama: { host, numCtxCap }); flags win')
+    .option('--ollama-host <url>', HELP.ollama)
+    .option('--inspect [url]', HELP.inspect)
+    .option('--data <dir>', HELP.data)
+    .action((plan: string | undefined, opts: RunOptions) => act(import('./run.ts').then((m) => m.runCommand(cli, plan, opts))))
+
+  program
+    .command('list')
+    .description('list the loops of the data dir')
+    .option('--json', 'JSON array of loop views')
+    .option('--data <dir>', HELP.data)
+    .action((opts: ListOptions) => act(import('./list.ts').then((m) => m.listCommand(cli, opts))))
+
+  program
+    .command('status')
+    .description('show one loop: phase, findings, sections, usage, last audit')
+    .argument('<name>', 'loop name')
+    .option('--json', 'the loop detail as JSON')
+    .option('--data <dir>', HELP.data)
+    .action((name: string, opts: StatusOptions) => act(import('./status.ts').then((m) => m.statusCommand(cli, name, opts))))
+
+  program
+    .command('history')
+    .description("print a loop's transition log; `*` marks the snapshots that fork starts from")
+    .argument('<name>', 'loop name')
+    .option('--json', 'JSON array of history entries (without the snapshots: hasSnapshot says where one is kept)')
+    .option('--data <dir>', HELP.data)
+    .action((name: string, opts: HistoryOptions) => act(import('./history.ts').then((m) => m.historyCommand(cli, name, opts))))
+
+  program
+    .command('fork')
+    .description('start a new loop from a past snapshot of a loop (with a copy of its workspace) and run it here, like run')
+    .argument('<name>', 'loop to fork; it is left as it is')
+    .requiredOption('--at <seq>', 'history entry (see `loopstate history`): its snapshot, or the nearest earlier one', positive)
+    .option('--name <name>', 'name of the new loop (default: <name>-fork)')
+    .option('--workspace <dir>', "where the copy of the workspace goes (default: beside the original, '<workspace>.<new name>'); must not exist")
+    .option('--ollama-host <url>', HELP.ollama)
+    .option('--inspect [url]', HELP.inspect)
+    .option('--data <dir>', HELP.data)
+    .action((name: string, opts: ForkOptions) => act(import('./fork.ts').then((m) => m.forkCommand(cli, name, opts))))
+
+  program
+    .command('resume')
+    .description(
+      'resume a paused loop; a loop no process runs (after Ctrl-C, SIGTERM or a crash) is restored and driven here, like run',
+    )
+    .argument('[name]', 'loop name')
+    .option('--all', 'restore every unfinished loop no process runs and drive them here (paused ones stay paused)')
+    .option('--max-concurrent <n>', 'with --all: loops run at once (default 3); the others wait as queued', positive)
+    .option('--ollama-host <url>', HELP.ollama)
+    .option('--inspect [url]', HELP.inspect)
+    .option('--data <dir>', HELP.data)
+    .action((name: string | undefined, opts: ResumeOptions) =>
+      act(import('./resume.ts').then((m) => m.resumeCommand(cli, name, opts))),
+    )
+
+  for (const [kind, description] of [
+    ['cancel', 'cancel a loop (it ends as cancelled)'],
+    ['pause', 'pause a loop (the live model call is aborted; resume continues it)'],
+  ] as const) {
+    program
+      .command(kind)
+      .description(description)
+      .argument('<name>', 'loop name')
+      .option('--data <dir>', HELP.data)
+      .action((name: string, opts: DataFlag) => act(import('./control.ts').then((m) => m.controlCommand(cli, kind, name, opts))))
+  }
+
+  program
+    .command('say')
+    .description("send a message that the loop's next prompt includes")
+    .argument('<name>', 'loop name')
+    .argument('<text...>', 'the message')
+    .option('--data <dir>', HELP.data)
+    .action((name: string, words: string[], opts: DataFlag) =>
+      act(import('./control.ts').then((m) => m.sayCommand(cli, name, words, opts))),
+    )
+
+  program
+    .command('clean')
+    .description("remove an ended loop's git worktree (its branch loop/<name> stays)")
+    .argument('<name>', 'loop name')
+    .option('--data <dir>', HELP.data)
+    .action((name: string, opts: DataFlag) => act(import('./clean.ts').then((m) => m.cleanCommand(cli, name, opts))))
+
+  program
+    .command('demo')
+    .description('run three scripted loops at once (a bug fixed, a sectioned plan, a model fallback)')
+    .option('--ollama <model>', 'instead, run the plain-plan demo on a real model of an Ollama server')
+    .option('--ollama-host <url>', HELP.ollama)
+    .option('--inspect [url]', HELP.inspect)
+    .option('--data <dir>', HELP.data)
+    .action((opts: DemoOptions) => act(import('./demo.ts').then((m) => m.demoCommand(cli, opts))))
+
+  program
+    .command('inspect')
+    .description('serve the loop viewer (statecharts, event logs, context, past snapshots) on 127.0.0.1')
+    .option('--port <n>', 'port (default 4747; 0 picks a free one)', count)
+    .option('--host <host>', 'address to listen on (default 127.0.0.1); a non-loopback one requires the random token printed at start')
+    .option('--data <dir>', HELP.data)
+    .action((opts: InspectOptions) => act(import('./inspect.ts').then((m) => m.inspectCommand(cli, opts))))
+
+  return program
+}

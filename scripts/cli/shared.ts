@@ -1,0 +1,71 @@
+/**
+ * What the commands of the `loopstate` CLI share: where their lines go, the error
+ * that ends a command with one line and an exit code, the flags and their parsers.
+ * Light on purpose: main.ts loads it before any command.
+ */
+import { resolve } from 'node:path'
+import { InvalidArgumentError } from 'commander'
+import { oneLine } from '../format.ts'
+
+/** Where the CLI writes: one line of stdout, one line of stderr (without their newlines). */
+export interface CliIo {
+  out(line: string): void
+  err(line: string): void
+}
+
+/** What a command writes with: `out` a line of stdout, `err` a `loopstate: …` message on one line of stderr. */
+export interface Cli {
+  out(line?: string): void
+  err(message: string): void
+}
+
+export function cliOf(io: CliIo): Cli {
+  return { out: (line = '') => io.out(line), err: (m) => io.err(`loopstate: ${oneLine(m)}`) }
+}
+
+/** A failure the CLI reports as one line, with its exit code (2: bad usage or input). */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message)
+  }
+}
+
+/** Exit code of each final status (a signal exits 130 or 143: scripts/follow.ts). */
+export const EXIT_CODES = { completed: 0, errored: 1, stalled: 3, cancelled: 4 } as const
+
+export function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}
+
+/** `--data DIR`, else $LOOPSTATE_DATA, else ./data. */
+export function dataDirOf(opts: { data?: string }): string {
+  return resolve(opts.data ?? process.env.LOOPSTATE_DATA ?? 'data')
+}
+
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')]
+}
+
+export function count(value: string): number {
+  if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError('expected a non-negative integer.')
+  return Number(value)
+}
+
+export function positive(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1) throw new InvalidArgumentError('expected a positive integer.')
+  return Number(value)
+}
+
+/** Flags of the commands that run loops: where the model providers are, where to stream inspection. */
+export interface ProviderFlags {
+  ollamaHost?: string
+  /** `--inspect [url]`: true streams to the local viewer's default address. */
+  inspect?: string | boolean
+}
+
+export interface DataFlag {
+  data?: string
+}
