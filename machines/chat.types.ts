@@ -15,7 +15,8 @@ export interface ToolCall {
 export type ChatMessage =
   | { role: 'system'; content: string }
   | { role: 'user'; content: string }
-  | { role: 'assistant'; content: string; toolCalls?: ToolCall[] }
+  /** `fromText`: the model wrote its tool calls as text, which the session ran as calls (services/text-tool-calls.ts). */
+  | { role: 'assistant'; content: string; toolCalls?: ToolCall[]; fromText?: true }
   | { role: 'tool'; content: string; toolCallId: string; toolName: string }
 
 export type Role = 'coder' | 'auditor'

@@ -397,7 +397,12 @@ export const loopMachine = setup({
           ...context.journal,
           messages: [
             ...context.journal.messages,
-            { role: 'assistant' as const, content: event.message.content, toolCalls: event.message.toolCalls },
+            {
+              role: 'assistant' as const,
+              content: event.message.content,
+              toolCalls: event.message.toolCalls,
+              ...(event.message.fromText ? { fromText: true as const } : {}),
+            },
           ],
         },
         errorCount: 0,

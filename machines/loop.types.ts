@@ -293,7 +293,7 @@ export type SessionEvent =
       inputTokens: number
       outputTokens: number
       durationMs: number
-      message: { content: string; toolCalls: ToolCall[] }
+      message: { content: string; toolCalls: ToolCall[]; fromText?: true }
     }
   | { type: 'session.tool.started'; callId: string }
   | { type: 'session.tool.finished'; callId: string; name: string; content: string }

@@ -3,6 +3,7 @@ import { fromCallback, fromPromise } from 'xstate'
 import { ProviderError, type ModelProvider } from '../adapters/model-provider.ts'
 import { auditSection, callKey } from '../machines/loop.machine.ts'
 import { DEFAULT_CONFIG, type LoopContext, type LoopError, type LoopEvent, type Phase, type SessionCommand, type SessionInput } from '../machines/loop.types.ts'
+import { decidePrompt } from './audit-decide.ts'
 import { createFindingsLedger } from './findings-tools.ts'
 import { commitAll } from './git-workspace.ts'
 import { buildPrompt } from './prompts.ts'
@@ -124,6 +125,19 @@ export function createSessionLogic(deps: LoopServiceDeps) {
         },
         signal: controller.signal,
         maxTurns: context.config.maxTurnsPerSession,
+        // The auditor decides the blocking findings it would leave undecided (asked once).
+        beforeReply:
+          role === 'auditor'
+            ? (reply, messages) =>
+                decidePrompt({
+                  findings: findings.list(),
+                  audit: context.audits + 1,
+                  section: auditSection(context),
+                  blockOn: context.config.blockOn,
+                  messages,
+                  reply,
+                })
+            : undefined,
         durable: deps.durable && (() => deps.durable!(context.name)),
         observer: {
           started: (messages) => send({ type: 'session.started', messages, delivered }),

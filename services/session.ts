@@ -17,6 +17,7 @@ import {
 } from '../adapters/model-provider.ts'
 import { NUDGE_MESSAGE } from '../machines/loop.machine.ts'
 import type { Tool, ToolContext } from './tool-types.ts'
+import { toolCallsInText } from './text-tool-calls.ts'
 import { runTool } from './tools.ts'
 
 export const EMPTY_REPLY_MESSAGE =
@@ -44,7 +45,7 @@ export interface SessionObserver {
   /** A fresh session's opening messages. */
   started(messages: ChatMessage[]): void
   activity(): void
-  turn(usage: ChatUsage, message: { content: string; toolCalls: ToolCall[] }): void
+  turn(usage: ChatUsage, message: { content: string; toolCalls: ToolCall[]; fromText?: true }): void
   toolStarted(callId: string): void
   toolFinished(callId: string, name: string, content: string): void
   /** A call was aborted by a nudge; `content` re-prompts. */
@@ -72,6 +73,11 @@ export interface SessionOptions {
   signal: AbortSignal
   maxTurns: number
   observer: SessionObserver
+  /**
+   * Called with the final reply the model is about to end the session with: a
+   * prompt to ask it first (the session goes on), or null to end.
+   */
+  beforeReply?: (reply: string, messages: ChatMessage[]) => string | null
   /**
    * Resolves when the loop's record of the steps so far is on disk. Each answer
    * waits for it before anything acts on it (a restore never asks it again), and a
@@ -108,6 +114,7 @@ export class ModelSession {
       messages.push(...o.start.messages)
     }
     const toolContext: ToolContext = { ...o.toolContext, signal: o.signal }
+    const toolNames = new Set(o.tools.map((t) => t.spec.name))
     let callIndex = o.callIndex
     let turns = messages.filter((m) => m.role === 'assistant').length
 
@@ -118,7 +125,7 @@ export class ModelSession {
         const running = o.start.kind === 'resume' ? o.start.running : []
         await this.runTools(last.toolCalls, messages, toolContext, running)
       } else if (last.content.trim() !== '') {
-        return last.content
+        if (!this.askBeforeReply(last.content, messages)) return last.content
       } else {
         this.askForReply(messages)
       }
@@ -165,20 +172,34 @@ export class ModelSession {
       this.nudged = false
       turns++
       callIndex++
-      const message = { content: response.content, toolCalls: response.toolCalls }
+      // A reply that is, as a whole, a tool call written as text is run as that call.
+      const textCalls =
+        response.toolCalls.length === 0 ? toolCallsInText(response.content, toolNames, `text-${turns}`) : null
+      const message = textCalls
+        ? { content: response.content, toolCalls: textCalls, fromText: true as const }
+        : { content: response.content, toolCalls: response.toolCalls }
       add({ role: 'assistant', ...message })
       o.observer.turn(response.usage, message)
       // The answer is on disk before anything acts on it (any tool, read-only ones too, or the
       // next call): a restore continues after it and never asks it again.
       await o.durable?.()
       if (o.signal.aborted) throw abortedError()
-      if (response.toolCalls.length > 0) {
-        await this.runTools(response.toolCalls, messages, toolContext, [])
+      if (message.toolCalls.length > 0) {
+        await this.runTools(message.toolCalls, messages, toolContext, [])
         continue
       }
-      if (response.content.trim() !== '') return response.content
-      this.askForReply(messages)
+      if (response.content.trim() === '') this.askForReply(messages)
+      else if (!this.askBeforeReply(response.content, messages)) return response.content
     }
+  }
+
+  /** Asks what `beforeReply` wants asked before the session ends with `reply`; false when nothing. */
+  private askBeforeReply(reply: string, messages: ChatMessage[]): boolean {
+    const ask = this.opts.beforeReply?.(reply, messages) ?? null
+    if (ask === null) return false
+    messages.push({ role: 'user', content: ask })
+    this.opts.observer.reprompted(ask)
+    return true
   }
 
   /** Runs the calls that have no result yet; a side-effect call that was interrupted is reported, not redone. */

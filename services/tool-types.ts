@@ -5,8 +5,11 @@ import type { Finding, RunCommandConfig, Severity } from '../machines/loop.types
 /** The session's working copy of the loop's findings; every change is also sent to the loop. */
 export interface FindingsLedger {
   list(): Finding[]
-  /** Records a finding; an open one with the same file, line and message is returned instead of a duplicate. */
-  report(finding: { file: string; line: number | null; severity: Severity; message: string }): Finding
+  /**
+   * Records a finding. An open one at the same file and line with the same severity
+   * is the same finding and is returned instead (it stays open), unless `distinct`.
+   */
+  report(finding: { file: string; line: number | null; severity: Severity; message: string; distinct?: boolean }): Finding
   /** Marks an open finding resolved. Throws ToolError for an unknown id. */
   resolve(id: string): Finding
 }

@@ -278,19 +278,31 @@ describe('findings', () => {
       openAudits: 0,
       recurring: false,
     })
-    expect(ledger.report({ file: 'src/a.ts', line: 3, severity: 'warning', message: 'off by one' }).id).toBe('F1')
-    expect(ledger.report({ file: 'src/a.ts', line: 4, severity: 'bug', message: 'off by one' }).id).toBe('F3')
-    expect(reported.map((f) => f.id)).toEqual(['F2', 'F3'])
+    // the same place and severity, in other words: the same finding, still open (its first wording kept)
+    expect(ledger.report({ file: 'src/a.ts', line: 3, severity: 'bug', message: 'the loop bound is one too high' })).toMatchObject({
+      id: 'F1',
+      message: 'off by one',
+      status: 'open',
+    })
+    // another severity, another line, or marked distinct: a new finding
+    expect(ledger.report({ file: 'src/a.ts', line: 3, severity: 'warning', message: 'off by one' }).id).toBe('F3')
+    expect(ledger.report({ file: 'src/a.ts', line: 4, severity: 'bug', message: 'off by one' }).id).toBe('F4')
+    expect(ledger.report({ file: 'src/a.ts', line: 3, severity: 'bug', message: 'leaks a handle', distinct: true }).id).toBe('F5')
+    // distinct, but the very same words as an open one: that one
+    expect(ledger.report({ file: 'src/a.ts', line: 3, severity: 'bug', message: 'leaks a handle', distinct: true }).id).toBe('F5')
+    expect(reported.map((f) => f.id)).toEqual(['F2', 'F3', 'F4', 'F5'])
 
     expect(ledger.resolve('F1').status).toBe('resolved')
     expect(ledger.resolve('F1').status).toBe('resolved')
     expect(resolved).toEqual(['F1'])
-    // Resolved findings no longer dedupe.
-    expect(ledger.report({ file: 'src/a.ts', line: 3, severity: 'bug', message: 'off by one' }).id).toBe('F4')
-    expect(() => ledger.resolve('F9')).toThrow(new ToolError("unknown finding 'F9' (open: F2, F3, F4)"))
+    // Resolved findings no longer dedupe: F5 (open, same place) is the one it matches now.
+    expect(ledger.report({ file: 'src/a.ts', line: 3, severity: 'bug', message: 'off by one' }).id).toBe('F5')
+    expect(ledger.resolve('F5').status).toBe('resolved')
+    expect(ledger.report({ file: 'src/a.ts', line: 3, severity: 'bug', message: 'off by one' }).id).toBe('F6')
+    expect(() => ledger.resolve('F9')).toThrow(new ToolError("unknown finding 'F9' (open: F2, F3, F4, F6)"))
     // The loop's array is not touched.
     expect(input).toEqual([old])
-    expect(ledger.list()).toHaveLength(4)
+    expect(ledger.list()).toHaveLength(6)
   })
 
   it('reports, lists and resolves through the tools', async () => {
@@ -303,8 +315,9 @@ describe('findings', () => {
       content: 'recorded F2 (bug) src/c.ts:12',
     })
     expect(reported.map((f) => f.id)).toEqual(['F2'])
-    expect((await run('report_finding', { file: 'src/a.ts', line: 3, severity: 'bug', message: 'off by one' })).content).toBe(
-      'already open as F1 (bug) src/a.ts:3; not recorded again',
+    expect((await run('report_finding', { file: './src/a.ts', line: 3, severity: 'bug', message: 'index past the end' })).content).toBe(
+      'already open as F1 (bug) src/a.ts:3: "off by one". It stays open; not recorded again ' +
+        '(if this is another problem at the same place, report it with distinct: true)',
     )
     expect((await run('list_findings', {})).content).toBe(
       'F1 bug open (recurring) src/a.ts:3 — off by one\nF2 bug open src/c.ts:12 — null deref',
@@ -316,6 +329,37 @@ describe('findings', () => {
     expect((await run('list_findings', { status: 'resolved' })).content).toBe(
       'F1 bug resolved (recurring) src/a.ts:3 — off by one',
     )
+  })
+
+  it('resolves by location when exactly one open finding is there, and names the candidates otherwise', async () => {
+    const at = (id: string, file: string, line: number | null, status: Finding['status'] = 'open'): Finding => ({
+      ...old,
+      id,
+      file,
+      line,
+      status,
+      recurring: false,
+    })
+    const findings = [at('F1', 'a.js', 3), at('F2', 'a.js', 9), at('F3', 'b.js', 1), at('F4', 'b.js', 1, 'resolved'), at('F5', 'c.js', null)]
+    const { ctx, resolved } = context('auditor', { findings, nextId: 6 })
+    const tools = toolsFor('auditor', NO_COMMANDS)
+    const run = async (args: Record<string, unknown>) => (await runTool(tools, { name: 'resolve_finding', arguments: args }, ctx)).content
+    // the one open finding at b.js (F4 there is resolved already), by file alone and with its line
+    expect(await run({ file: './b.js' })).toBe('resolved F3 b.js:1')
+    expect(await run({ file: 'a.js', line: 9 })).toBe('resolved F2 a.js:9')
+    expect(await run({ file: 'c.js' })).toBe('resolved F5 c.js')
+    expect(await run({ id: 3 })).toBe('F3 was already resolved')
+    expect(resolved).toEqual(['F3', 'F2', 'F5'])
+    // nothing there, or more than one: a tool error the model can act on, nothing resolved
+    const { ctx: ctx2, resolved: resolved2 } = context('auditor', { findings: [at('F1', 'a.js', 3), at('F2', 'a.js', 9)], nextId: 3 })
+    const run2 = async (args: Record<string, unknown>) => (await runTool(tools, { name: 'resolve_finding', arguments: args }, ctx2)).content
+    expect(await run2({ file: 'a.js' })).toBe(
+      'error: 2 open findings at a.js; resolve them by id:\nF1 bug open a.js:3 — off by one\nF2 bug open a.js:9 — off by one',
+    )
+    expect(await run2({ file: 'a.js', line: 5 })).toBe('error: no open finding at a.js:5 (open: F1 a.js:3, F2 a.js:9)')
+    expect(await run2({ line: 3 })).toBe("error: give the finding's id (e.g. F3), or its file (and line)")
+    expect(await run2({})).toBe("error: give the finding's id (e.g. F3), or its file (and line)")
+    expect(resolved2).toEqual([])
   })
 
   it('validates report_finding arguments', async () => {
