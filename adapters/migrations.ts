@@ -24,6 +24,14 @@ const STEPS: Record<number, (record: Json) => Json> = {
       },
     }
   }),
+  /** 3 → 4: the no-progress stop: what the last pass left, the count, and its limit. */
+  3: (record) =>
+    withContext(record, 4, (context) => ({
+      ...context,
+      lastPass: null,
+      passesWithoutProgress: 0,
+      config: { maxPassesWithoutProgress: 3, ...((context.config ?? {}) as Json) },
+    })),
 }
 
 /** The record at `version` with its snapshot's context replaced by `change(context)` (a record without one as it is). */

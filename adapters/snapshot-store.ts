@@ -11,7 +11,7 @@ import type { CommandInbox } from './inbox.ts'
 export type { PersistedLoop }
 
 /** Current version of the record layout (and of the snapshot inside it). */
-export const SCHEMA_VERSION = 3
+export const SCHEMA_VERSION = 4
 
 /** A loop as saved: summary fields for listing plus the actor's persisted snapshot. */
 export interface LoopRecord {

@@ -6,6 +6,7 @@
  */
 import { and, assign, fromCallback, fromPromise, sendTo, setup } from 'xstate'
 import type { Role } from './chat.types.ts'
+import { noProgressError, passOutcome, progressLimitReached } from './progress.ts'
 import { parseSummary } from './summary.ts'
 import {
   STATUS_OF_REASON,
@@ -65,6 +66,8 @@ export function initialContext(input: LoopInput, now: number): LoopContext {
     journal: null,
     stallDeadline: null,
     retryDeadline: null,
+    lastPass: null,
+    passesWithoutProgress: 0,
   }
 }
 
@@ -103,10 +106,15 @@ const sessionClocksStopped = {
  * are consumed, the note is cleared, the reply is kept and the loop moves on to `next`.
  */
 function takeCoderReply(next: 'auditing' | 'finalAuditing') {
-  return assign<LoopContext, LoopEvent, undefined, LoopEvent, never>({
-    ...deliveryConsumed,
-    lastCoderReply: ({ context, event }) => (event.type === 'session.done' ? event.text : context.lastCoderReply),
-    phase: next,
+  return assign<LoopContext, LoopEvent, undefined, LoopEvent, never>(({ context, event }) => {
+    if (event.type !== 'session.done') return {}
+    return {
+      inbox: context.inbox.slice(event.delivered),
+      note: null,
+      lastCoderReply: event.text,
+      phase: next,
+      ...passOutcome(context, event.digest ?? null),
+    }
   })
 }
 
@@ -252,6 +260,8 @@ export const loopMachine = setup({
     restoredPastStallLimit: ({ context }) =>
       stallPassedWhileDown(context) && context.stalls + 1 >= context.config.maxConsecutiveStalls,
     auditClean: ({ context }) => context.lastAudit?.clean === true,
+    passMadeNoProgressAtLimit: ({ context, event }) =>
+      event.type === 'session.done' && progressLimitReached(context, event.digest ?? null),
     isSectioned: ({ context }) => context.task.kind === 'sectioned',
     hasNextSection: ({ context }) => context.sectionIndex + 1 < context.sectionStates.length,
     sectionAttemptsExhausted: ({ context }) =>
@@ -454,6 +464,9 @@ export const loopMachine = setup({
         sectionStates: context.sectionStates.map((s, i) => (i === next ? { ...s, status: 'active' as const } : s)),
         phase: 'coding' as const,
         iteration: context.iteration + 1,
+        // a new section's first pass is its baseline
+        lastPass: null,
+        passesWithoutProgress: 0,
       }
     }),
     startRework: assign(({ context }) => ({
@@ -484,9 +497,11 @@ export const loopMachine = setup({
       }
       return { modelIndex: { ...context.modelIndex, [role]: context.modelIndex[role] + 1 }, modelFailures: 0 }
     }),
+    recordNoProgress: assign({ lastError: ({ context }) => noProgressError(context, context.passesWithoutProgress) }),
     countStall: assign({ stalls: ({ context }) => context.stalls + 1 }),
     nudgeSession: sendTo('session', { type: 'session.nudge' } satisfies SessionCommand),
     setReason: assign((_, params: { reason: LoopReason }) => ({ reason: params.reason })),
+    setNoProgress: assign({ reason: 'no_progress' as const }),
   },
 }).createMachine({
   id: 'loop',
@@ -549,7 +564,14 @@ export const loopMachine = setup({
             { target: 'coding' },
           ],
         },
-        coding: sessionState('coder', { target: 'auditing', actions: ['takeCoderReply'] }),
+        coding: sessionState('coder', [
+          {
+            guard: 'passMadeNoProgressAtLimit',
+            target: '#loop.errored',
+            actions: ['takeCoderReply', 'recordNoProgress', 'setNoProgress'],
+          },
+          { target: 'auditing', actions: ['takeCoderReply'] },
+        ]),
         auditing: sessionState('auditor', { target: 'judgingAudit', actions: ['consumeDelivered', 'recordAudit'] }),
         judgingAudit: {
           always: [
@@ -592,7 +614,14 @@ export const loopMachine = setup({
             { target: 'finalAuditFix', actions: 'startRework' },
           ],
         },
-        finalAuditFix: sessionState('coder', { target: 'finalAuditing', actions: ['takeFixReply'] }),
+        finalAuditFix: sessionState('coder', [
+          {
+            guard: 'passMadeNoProgressAtLimit',
+            target: '#loop.errored',
+            actions: ['takeFixReply', 'recordNoProgress', 'setNoProgress'],
+          },
+          { target: 'finalAuditing', actions: ['takeFixReply'] },
+        ]),
         /** A model session failed: give up, or back off and retry (maybe on the next model). */
         failed: {
           always: [
@@ -647,16 +676,15 @@ export const loopMachine = setup({
   },
 })
 
-type PhaseEndAction = 'takeCoderReply' | 'takeFixReply' | 'consumeDelivered' | 'recordAudit'
+type PhaseEndAction = 'takeCoderReply' | 'takeFixReply' | 'consumeDelivered' | 'recordAudit' | 'recordNoProgress' | 'setNoProgress'
+type PhaseEnd = { guard?: 'passMadeNoProgressAtLimit'; target: string; actions: PhaseEndAction[] }
 
 /**
  * A phase that runs one session with a watchdog child: activity re-enters
  * `watching` (restarting its timer) without restarting the session.
  */
-function sessionState(
-  role: Role,
-  onDone: { target: string; actions: PhaseEndAction[] },
-) {
+function sessionState(role: Role, onDone: PhaseEnd | PhaseEnd[]) {
+  const ends = (Array.isArray(onDone) ? onDone : [onDone]).map((t) => ({ ...t, actions: [...t.actions, 'endSession' as const] }))
   return {
     invoke: {
       id: 'session',
@@ -686,7 +714,7 @@ function sessionState(
       },
     },
     on: {
-      'session.done': { target: onDone.target, actions: [...onDone.actions, 'endSession'] },
+      'session.done': ends,
       'session.failed': { target: 'failed', actions: ['recordFailure', 'stopSession'] },
     },
   } as const

@@ -1,5 +1,6 @@
 /** Types shared by the loop statechart, the services that run it and the stores that save it. */
 import type { ChatMessage, Role, ToolCall } from './chat.types.ts'
+import type { PassRecord } from './progress.ts'
 
 export type Phase = 'coding' | 'auditing' | 'finalAuditing' | 'finalAuditFix'
 export type LoopKind = 'plain' | 'sectioned' | 'goal'
@@ -16,6 +17,7 @@ export type LoopReason =
   | 'stall_timeout'
   | 'budget_exhausted'
   | 'workspace_failed'
+  | 'no_progress'
 
 /** The status each final reason ends in. */
 export const STATUS_OF_REASON: Record<LoopReason, FinalStatus> = {
@@ -29,6 +31,7 @@ export const STATUS_OF_REASON: Record<LoopReason, FinalStatus> = {
   no_output: 'errored',
   budget_exhausted: 'errored',
   workspace_failed: 'errored',
+  no_progress: 'errored',
 }
 
 export type Severity = 'bug' | 'warning'
@@ -139,6 +142,8 @@ export interface LoopConfig {
   runCommand: RunCommandConfig
   /** Largest file `read_file` (and `edit_file`) will open, bytes. @default 1048576 (1 MB) */
   maxReadBytes: number
+  /** Rework passes in a row that change neither the workspace nor the open blocking findings before the loop ends `no_progress` (0: never). */
+  maxPassesWithoutProgress: number
 }
 
 export const DEFAULT_CONFIG: Omit<LoopConfig, 'models' | 'auditorModels'> = {
@@ -155,6 +160,7 @@ export const DEFAULT_CONFIG: Omit<LoopConfig, 'models' | 'auditorModels'> = {
   prices: {},
   runCommand: { enabled: false, allow: [], timeoutMs: 60_000, env: [], allowInlineCode: false },
   maxReadBytes: 1024 * 1024,
+  maxPassesWithoutProgress: 3,
 }
 
 /** What a loop works on. */
@@ -278,6 +284,10 @@ export interface LoopContext extends LoopInput {
   retryDeadline: number | null
   /** A commit of the git worktree in progress (a clean section, or the completed loop). */
   pendingCommit?: { kind: 'section' | 'final'; message: string } | null
+  /** What the last coder pass left (machines/progress.ts); null before the first pass of a section. */
+  lastPass: PassRecord | null
+  /** Rework passes in a row that made no progress. */
+  passesWithoutProgress: number
 }
 
 /** Sent by the session actor to the loop. */
@@ -305,8 +315,11 @@ export type SessionEvent =
   | { type: 'session.compacted'; messages: ChatMessage[]; note: string }
   | { type: 'session.finding.reported'; finding: Finding }
   | { type: 'session.finding.resolved'; id: string }
-  /** `delivered`: how many inbox messages the session's prompt carried (they are dropped from the inbox). */
-  | { type: 'session.done'; text: string; delivered: number }
+  /**
+   * `delivered`: how many inbox messages the session's prompt carried (they are dropped from the inbox);
+   * `digest`: a coder session's digest of the workspace's content at its end (machines/progress.ts).
+   */
+  | { type: 'session.done'; text: string; delivered: number; digest?: string | null }
   /** `call`: the failing model call, when the failure was a call's outcome (it counts as a call). */
   | { type: 'session.failed'; error: LoopError; call?: { role: Role; model: string } }
 

@@ -51,6 +51,7 @@ export const loopOptionsSchema = z.strictObject({
     }),
   ),
   maxReadBytes: z.optional(positive),
+  maxPassesWithoutProgress: z.optional(count),
 })
 
 export type LoopOptions = z.input<typeof loopOptionsSchema>
@@ -81,5 +82,6 @@ export function resolveConfig(options: unknown): LoopConfig {
     prices: { ...o.prices },
     runCommand: { ...d.runCommand, ...o.runCommand },
     maxReadBytes: o.maxReadBytes ?? d.maxReadBytes,
+    maxPassesWithoutProgress: o.maxPassesWithoutProgress ?? d.maxPassesWithoutProgress,
   }
 }

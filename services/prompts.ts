@@ -39,6 +39,7 @@ export function buildPrompt(context: LoopContext, role: Role, phase: Phase): Pro
       parts.push(`## The last audit found problems\n\n${context.lastAudit.text.trim()}`)
     }
     const open = relevantFindings(context, phase)
+    if (context.passesWithoutProgress > 0) parts.push(noProgressText(context))
     if (open.length > 0) parts.push(`## Open findings to fix\n\n${findingList(open)}`)
   } else {
     if (context.lastCoderReply) parts.push(`## The coder's reply\n\n${context.lastCoderReply.trim()}`)
@@ -83,6 +84,22 @@ function relevantFindings(context: LoopContext, phase: Phase): Finding[] {
   const section = context.task.kind === 'sectioned' && phase === 'coding' ? context.sectionIndex : null
   const blocking = new Set(blockingFindings(context, section).map((f) => f.id))
   return context.findings.filter((f) => f.status === 'open' && (blocking.has(f.id) || f.severity === 'warning'))
+}
+
+/** Said plainly to a coder whose last pass changed nothing (machines/progress.ts). */
+function noProgressText(context: LoopContext): string {
+  const n = context.passesWithoutProgress
+  const left = Math.max(0, context.config.maxPassesWithoutProgress - n)
+  return [
+    `## Your last ${n === 1 ? 'pass' : `${n} passes`} changed nothing`,
+    '',
+    `The workspace is exactly as it was before ${n === 1 ? 'your last pass' : 'them'}, and the same findings are open. ` +
+      'Doing the same again will not help: read the findings and the code again and change what they point at, ' +
+      'or explain in your reply why a finding is wrong.' +
+      (context.config.maxPassesWithoutProgress > 0
+        ? ` The loop stops (no progress) after ${left === 1 ? 'one more such pass' : `${left} more such passes`}.`
+        : ''),
+  ].join('\n')
 }
 
 function findingList(findings: Finding[]): string {

@@ -9,6 +9,7 @@ import { commitAll } from './git-workspace.ts'
 import { buildPrompt } from './prompts.ts'
 import { ModelSession, type SessionStart } from './session.ts'
 import { toolsFor } from './tools.ts'
+import { workspaceDigest } from './workspace-digest.ts'
 
 export interface LoopServiceDeps {
   /** The provider of a model spec for a loop, and the model name it takes. Throws for an unknown scheme. */
@@ -151,7 +152,9 @@ export function createSessionLogic(deps: LoopServiceDeps) {
         },
       })
       const text = await session.run()
-      send({ type: 'session.done', text, delivered })
+      // A coder pass ends with what it left in the workspace (the no-progress stop, machines/progress.ts).
+      const digest = role === 'coder' ? await workspaceDigest(context.workspace, deps.dataDir ?? null) : undefined
+      send({ type: 'session.done', text, delivered, ...(digest !== undefined ? { digest } : {}) })
     }
     // Started on a later tick so that nothing is sent back while the parent is still entering the state.
     Promise.resolve()

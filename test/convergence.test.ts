@@ -195,3 +195,63 @@ describe('convergence: tool calls written as text', () => {
     expect(() => readFileSync(join(h!.workspace, 'b.js'))).toThrow()
   })
 })
+
+describe('convergence: the no-progress stop', () => {
+  const sameBug = () => calls([['report_finding', { file: 'a.js', line: 2, severity: 'bug', message: 'returns the wrong value' }]])
+
+  it('a coder that rewrites the same wrong file every pass ends no_progress after 3 rework passes, told so before', async () => {
+    h = await startLoop({
+      scenario: {
+        // the same bytes every time (new timestamps): no change
+        coder: Array.from({ length: 6 }, () => [writeA('wrong'), text('rewrote a.js')]).flat(),
+        auditor: Array.from({ length: 6 }, () => [sameBug(), text('Still wrong.')]).flat(),
+      },
+    })
+    const ctx = await runToEnd(h)
+    expect(ctx).toMatchObject({ status: 'errored', reason: 'no_progress', iteration: 4, rework: 3, passesWithoutProgress: 3 })
+    expect(ctx.lastError).toMatchObject({ code: 'no_progress', name: 'NoProgress' })
+    expect(ctx.lastError!.message).toBe(
+      'no progress: 3 rework passes in a row (iterations 2–4) left the workspace as it was and these blocking findings open: ' +
+        'F1 a.js:2 (returns the wrong value)',
+    )
+    // stopped right after the pass: no audit of an unchanged workspace
+    expect(ctx.audits).toBe(3)
+    expect(h.actor.getSnapshot().output).toMatchObject({ status: 'errored', reason: 'no_progress' })
+    // the coder was told plainly before the stop
+    const prompts = h.prompts('coder')
+    expect(prompts[2]).not.toContain('changed nothing') // pass 2 (its first request)
+    expect(prompts[4]).toContain('## Your last pass changed nothing') // pass 3
+    expect(prompts[4]).toContain('The loop stops (no progress) after 2 more such passes.')
+    expect(prompts[6]).toContain('## Your last 2 passes changed nothing') // pass 4
+    expect(prompts[6]).toContain('F1 [bug] a.js:2: returns the wrong value')
+    expect(h.requests.filter((r) => r.role === 'coder')).toHaveLength(8)
+  })
+
+  it('a pass that changes the workspace resets the count; the limit is configurable and 0 turns it off', async () => {
+    const coder = [writeA('v1'), text('1'), text('nothing'), writeA('v2'), text('2'), text('nothing'), text('nothing')]
+    const auditor = Array.from({ length: 5 }, () => [sameBug(), text('Still wrong.')]).flat()
+    h = await startLoop({ options: { maxPassesWithoutProgress: 2, maxIterations: 10 }, scenario: { coder, auditor } })
+    let ctx = await runToEnd(h)
+    // passes: 1 (baseline), 2 no change (1), 3 changed (0), 4 no change (1), 5 no change (2): stop
+    expect(ctx).toMatchObject({ reason: 'no_progress', iteration: 5, passesWithoutProgress: 2 })
+    await h.cleanup()
+    h = await startLoop({ options: { maxPassesWithoutProgress: 0, maxIterations: 4 }, scenario: { coder, auditor } })
+    ctx = await runToEnd(h)
+    expect(ctx).toMatchObject({ reason: 'max_iterations', iteration: 5 })
+  })
+
+  it('the count survives a restart', async () => {
+    h = await startLoop({
+      scenario: {
+        coder: Array.from({ length: 6 }, () => [text('did nothing')]).flat(),
+        auditor: Array.from({ length: 6 }, () => [sameBug(), text('Still wrong.')]).flat(),
+      },
+    })
+    // until the third pass has counted two passes without progress
+    for (let i = 0; i < 10_000 && h.ctx().passesWithoutProgress < 2; i++) await vi.advanceTimersByTimeAsync(10)
+    expect(h.ctx().passesWithoutProgress).toBe(2)
+    await h.restart()
+    const ctx = await runToEnd(h)
+    expect(ctx).toMatchObject({ reason: 'no_progress', iteration: 4, passesWithoutProgress: 3 })
+  })
+})

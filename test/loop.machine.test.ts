@@ -87,9 +87,21 @@ describe('loop: plain plans', () => {
 
   it('flags a finding open in three consecutive audits as recurring in both prompts', async () => {
     h = await startLoop({
+      // passes that change nothing are not what this is about (test/convergence.test.ts)
+      options: { maxPassesWithoutProgress: 0 },
       scenario: {
         coder: [text('try 1'), text('try 2'), text('try 3'), text('try 4')],
-        auditor: [report('a.ts', 'off by one'), text('bug'), text('still'), text('still'), resolveF('F1'), text('ok')],
+        // audits 2 and 3 keep F1 by reporting it again (in other words: the same finding)
+        auditor: [
+          report('a.ts', 'off by one'),
+          text('bug'),
+          report('a.ts', 'still off by one'),
+          text('still'),
+          report('a.ts', 'the bound is still wrong'),
+          text('still'),
+          resolveF('F1'),
+          text('ok'),
+        ],
       },
     })
     const ctx = await runToEnd(h)
@@ -99,9 +111,10 @@ describe('loop: plain plans', () => {
     expect(coder[2]).not.toContain('RECURRING') // open through 2 audits
     expect(coder[3]).toContain('F1 [bug] a.ts:1: off by one RECURRING')
     const auditor = h.prompts('auditor')
-    // the auditor's 4th audit session (requests 5 and 6) sees the flag
-    expect(auditor[4]).toContain('RECURRING')
-    expect(auditor[2]).not.toContain('RECURRING')
+    // the auditor's 4th audit session (requests 7 and 8) sees the flag
+    expect(auditor[6]).toContain('RECURRING')
+    expect(auditor[4]).not.toContain('RECURRING')
+    expect(ctx.findings).toHaveLength(1)
   })
 
   it('runs a goal loop like a plain plan', async () => {
@@ -120,7 +133,7 @@ describe('loop: plain plans', () => {
       options: { maxIterations: 2 },
       scenario: {
         coder: [text('1'), text('2'), text('3')],
-        auditor: [report('x', 'bad'), text('bad'), text('bad'), text('bad')],
+        auditor: [report('x', 'bad'), text('bad'), report('x', 'bad'), text('bad'), report('x', 'bad'), text('bad')],
       },
     })
     const ctx = await runToEnd(h)
@@ -218,7 +231,7 @@ describe('loop: sectioned plans', () => {
       options: { maxSectionAttempts: 2 },
       scenario: {
         coder: [text('1'), text('2'), text('3')],
-        auditor: [report('a.txt', 'wrong'), text('dirty'), text('dirty'), text('dirty')],
+        auditor: [report('a.txt', 'wrong'), text('dirty'), report('a.txt', 'wrong'), text('dirty'), report('a.txt', 'wrong'), text('dirty')],
       },
     })
     const ctx = await runToEnd(h)
@@ -325,12 +338,12 @@ describe('loop: watchdog', () => {
 
   it('treats streamed chunks and tool calls as activity', async () => {
     // The timed part uses the findings tools, which do no file I/O: fake time must not run ahead of real I/O.
-    const warn = (m: string) => calls([['report_finding', { file: 'a', line: 1, severity: 'warning', message: m }]], 800)
+    const warn = (m: string, line: number) => calls([['report_finding', { file: 'a', line, severity: 'warning', message: m }]], 800)
     h = await startLoop({
       options: { stallTimeoutMs: 1000 },
       scenario: {
         coder: [text('done', 800)],
-        auditor: [warn('one'), warn('two'), warn('three'), text('fine', 800)],
+        auditor: [warn('one', 1), warn('two', 2), warn('three', 3), text('fine', 800)],
       },
     })
     const ctx = await runToEnd(h, 60_000, 50)
