@@ -20,7 +20,7 @@ const SKIPPED = new Set(['node_modules'])
 /** Content hashes by absolute path, valid while size, mtime and inode stay the same. */
 const cache = new Map<string, { stamp: string; hash: string }>()
 
-export async function workspaceDigest(workspace: string, dataDir: string | null): Promise<string | null> {
+export async function workspaceDigest(workspace: string, dataDir: string | null, maxEntries = DIGEST_MAX_ENTRIES): Promise<string | null> {
   const root = resolve(workspace)
   const skipDir = dataDir === null ? null : resolve(dataDir)
   const lines: string[] = []
@@ -28,7 +28,7 @@ export async function workspaceDigest(workspace: string, dataDir: string | null)
     const names = (await readdir(dir)).sort()
     if (names.length === 0 && dir !== root) lines.push(`d ${relative(root, dir)}`)
     for (const name of names) {
-      if (lines.length > DIGEST_MAX_ENTRIES) return false
+      if (lines.length > maxEntries) return false
       const path = join(dir, name)
       if (name.toLowerCase() === '.git' || SKIPPED.has(name) || path === skipDir) continue
       const st = await lstat(path).catch(() => null)

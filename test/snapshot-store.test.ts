@@ -135,7 +135,11 @@ describe('JsonStore', () => {
       stallDeadline: null,
       retryDeadline: null,
       iteration: 2,
+      // 3 → 4: the no-progress stop starts counting on the migrated loop
+      lastPass: null,
+      passesWithoutProgress: 0,
     })
+    expect(record!.snapshot.context.config).toMatchObject({ maxReadBytes: 1024 * 1024, maxPassesWithoutProgress: 3 })
     // reading does not rewrite the file; the next put saves the new version
     expect(JSON.parse(await readFile(store.pathOf('fix-the-greeting'), 'utf8')).schemaVersion).toBe(1)
   })
