@@ -24,13 +24,15 @@ const STEPS: Record<number, (record: Json) => Json> = {
       },
     }
   }),
-  /** 3 → 4: the no-progress stop: what the last pass left, the count, and its limit. */
+  /** 3 → 4: the no-progress stop (what the last pass left, the count, its limit) and checks. */
   3: (record) =>
     withContext(record, 4, (context) => ({
       ...context,
       lastPass: null,
       passesWithoutProgress: 0,
-      config: { maxPassesWithoutProgress: 3, ...((context.config ?? {}) as Json) },
+      checksPending: false,
+      lastChecks: null,
+      config: { maxPassesWithoutProgress: 3, checks: [], ...((context.config ?? {}) as Json) },
     })),
 }
 

@@ -6,11 +6,13 @@
  */
 import { and, assign, fromCallback, fromPromise, sendTo, setup } from 'xstate'
 import type { Role } from './chat.types.ts'
+import { checkFindings, hasChecks, type ChecksInput } from './checks.ts'
 import { noProgressError, passOutcome, progressLimitReached } from './progress.ts'
 import { parseSummary } from './summary.ts'
 import {
   STATUS_OF_REASON,
   type AuditRecord,
+  type CheckResult,
   type Finding,
   type LoopContext,
   type LoopEvent,
@@ -68,6 +70,8 @@ export function initialContext(input: LoopInput, now: number): LoopContext {
     retryDeadline: null,
     lastPass: null,
     passesWithoutProgress: 0,
+    checksPending: false,
+    lastChecks: null,
   }
 }
 
@@ -114,6 +118,7 @@ function takeCoderReply(next: 'auditing' | 'finalAuditing') {
       lastCoderReply: event.text,
       phase: next,
       ...passOutcome(context, event.digest ?? null),
+      checksPending: hasChecks(context),
     }
   })
 }
@@ -236,6 +241,10 @@ export const loopMachine = setup({
     commitWork: fromPromise<string | null, { message: string; context: LoopContext }>(async () => {
       throw new Error('loop: no commitWork actor provided')
     }),
+    /** Runs the loop's checks in its workspace (services/checks.ts). */
+    runChecks: fromPromise<CheckResult[], ChecksInput>(async () => {
+      throw new Error('loop: no runChecks actor provided')
+    }),
   },
   delays: {
     stallTimeout: ({ context }) =>
@@ -246,6 +255,8 @@ export const loopMachine = setup({
   guards: {
     backoffPending: ({ context }) => context.retryDeadline !== null,
     commitPending: ({ context }) => (context.pendingCommit ?? null) !== null,
+    checksPending: ({ context }) => context.checksPending === true,
+    hasChecks: ({ context }) => hasChecks(context),
     usesGit: ({ context }) => (context.git ?? null) !== null,
     finalCommit: ({ context }) => context.pendingCommit?.kind === 'final',
     inCoding: ({ context }) => context.phase === 'coding',
@@ -497,6 +508,10 @@ export const loopMachine = setup({
       }
       return { modelIndex: { ...context.modelIndex, [role]: context.modelIndex[role] + 1 }, modelFailures: 0 }
     }),
+    recordChecks: assign(({ context, event }) => {
+      const results = (event as { output?: CheckResult[] }).output ?? []
+      return { ...checkFindings(context, results), lastChecks: results, checksPending: false }
+    }),
     recordNoProgress: assign({ lastError: ({ context }) => noProgressError(context, context.passesWithoutProgress) }),
     countStall: assign({ stalls: ({ context }) => context.stalls + 1 }),
     nudgeSession: sendTo('session', { type: 'session.nudge' } satisfies SessionCommand),
@@ -557,6 +572,7 @@ export const loopMachine = setup({
         dispatching: {
           always: [
             { guard: 'commitPending', target: 'committing' },
+            { guard: 'checksPending', target: 'checking' },
             { guard: 'backoffPending', target: 'backingOff' },
             { guard: 'inAuditing', target: 'auditing' },
             { guard: 'inFinalAuditing', target: 'finalAuditing' },
@@ -570,8 +586,25 @@ export const loopMachine = setup({
             target: '#loop.errored',
             actions: ['takeCoderReply', 'recordNoProgress', 'setNoProgress'],
           },
+          { guard: 'hasChecks', target: 'checking', actions: ['takeCoderReply'] },
           { target: 'auditing', actions: ['takeCoderReply'] },
         ]),
+        /** The engine's own checks after a coder pass: a failing one is a blocking finding it owns. */
+        checking: {
+          invoke: {
+            id: 'checks',
+            src: 'runChecks',
+            input: ({ context }) => ({ workspace: context.workspace, checks: context.config.checks, env: context.config.runCommand.env }),
+            onDone: [
+              { guard: 'inFinalAuditing', target: 'finalAuditing', actions: 'recordChecks' },
+              { target: 'auditing', actions: 'recordChecks' },
+            ],
+            onError: {
+              target: '#loop.errored',
+              actions: ['recordWorkspaceFailure', { type: 'setReason', params: { reason: 'workspace_failed' } }],
+            },
+          },
+        },
         auditing: sessionState('auditor', { target: 'judgingAudit', actions: ['consumeDelivered', 'recordAudit'] }),
         judgingAudit: {
           always: [
@@ -620,6 +653,7 @@ export const loopMachine = setup({
             target: '#loop.errored',
             actions: ['takeFixReply', 'recordNoProgress', 'setNoProgress'],
           },
+          { guard: 'hasChecks', target: 'checking', actions: ['takeFixReply'] },
           { target: 'finalAuditing', actions: ['takeFixReply'] },
         ]),
         /** A model session failed: give up, or back off and retry (maybe on the next model). */
@@ -677,7 +711,7 @@ export const loopMachine = setup({
 })
 
 type PhaseEndAction = 'takeCoderReply' | 'takeFixReply' | 'consumeDelivered' | 'recordAudit' | 'recordNoProgress' | 'setNoProgress'
-type PhaseEnd = { guard?: 'passMadeNoProgressAtLimit'; target: string; actions: PhaseEndAction[] }
+type PhaseEnd = { guard?: 'passMadeNoProgressAtLimit' | 'hasChecks'; target: string; actions: PhaseEndAction[] }
 
 /**
  * A phase that runs one session with a watchdog child: activity re-enters

@@ -52,6 +52,29 @@ export interface Finding {
   openAudits: number
   /** Open in 3 consecutive audits: flagged in the next prompts. */
   recurring: boolean
+  /** The check that owns it (opened and resolved by its result, never by the auditor); absent for the auditor's. */
+  check?: string
+}
+
+/** A command the engine runs in the workspace after every coder pass (docs/architecture.md "Checks"). */
+export interface CheckConfig {
+  /** Shown in findings and prompts. @default the command line */
+  name: string
+  /** argv, run without a shell. */
+  run: string[]
+  /** @default 300000 */
+  timeoutMs: number
+}
+
+/** What one run of a check gave. */
+export interface CheckResult {
+  name: string
+  passed: boolean
+  /** `exit code 1`, `timed out after 300000 ms`, `could not start: …`. */
+  outcome: string
+  /** The end of its output (stdout then stderr), for the prompts. */
+  tail: string
+  ms: number
 }
 
 export interface SectionState {
@@ -142,8 +165,10 @@ export interface LoopConfig {
   runCommand: RunCommandConfig
   /** Largest file `read_file` (and `edit_file`) will open, bytes. @default 1048576 (1 MB) */
   maxReadBytes: number
-  /** Rework passes in a row that change neither the workspace nor the open blocking findings before the loop ends `no_progress` (0: never). */
+  /** Rework passes in a row that leave the workspace as it was before the loop ends `no_progress` (0: never). */
   maxPassesWithoutProgress: number
+  /** Commands run after every coder pass; a failing one blocks completion. */
+  checks: CheckConfig[]
 }
 
 export const DEFAULT_CONFIG: Omit<LoopConfig, 'models' | 'auditorModels'> = {
@@ -161,6 +186,7 @@ export const DEFAULT_CONFIG: Omit<LoopConfig, 'models' | 'auditorModels'> = {
   runCommand: { enabled: false, allow: [], timeoutMs: 60_000, env: [], allowInlineCode: false },
   maxReadBytes: 1024 * 1024,
   maxPassesWithoutProgress: 3,
+  checks: [],
 }
 
 /** What a loop works on. */
@@ -288,6 +314,10 @@ export interface LoopContext extends LoopInput {
   lastPass: PassRecord | null
   /** Rework passes in a row that made no progress. */
   passesWithoutProgress: number
+  /** A coder pass ended and its checks have not given their results yet (a restore runs them again). */
+  checksPending: boolean
+  /** The results of the last run of the checks; null before the first. */
+  lastChecks: CheckResult[] | null
 }
 
 /** Sent by the session actor to the loop. */

@@ -45,7 +45,12 @@ export function decidePrompt(input: DecideInput): string | null {
 /** The open blocking findings the audit has to decide (see the header). */
 export function undecidedFindings(input: DecideInput): Finding[] {
   const open = input.findings.filter(
-    (f) => f.status === 'open' && input.blockOn.includes(f.severity) && (input.section === null || f.section === input.section),
+    // a check's finding is the check's to decide, not the auditor's
+    (f) =>
+      f.status === 'open' &&
+      f.check === undefined &&
+      input.blockOn.includes(f.severity) &&
+      (input.section === null || f.section === input.section),
   )
   if (readsClean(input.reply)) return open
   const decided = decidedIds(input.messages)

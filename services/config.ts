@@ -52,6 +52,15 @@ export const loopOptionsSchema = z.strictObject({
   ),
   maxReadBytes: z.optional(positive),
   maxPassesWithoutProgress: z.optional(count),
+  checks: z.optional(
+    z.array(
+      z.strictObject({
+        name: z.optional(z.string().check(z.minLength(1))),
+        run: nonEmpty(z.string().check(z.minLength(1))),
+        timeoutMs: z.optional(positive),
+      }),
+    ),
+  ),
 })
 
 export type LoopOptions = z.input<typeof loopOptionsSchema>
@@ -83,5 +92,19 @@ export function resolveConfig(options: unknown): LoopConfig {
     runCommand: { ...d.runCommand, ...o.runCommand },
     maxReadBytes: o.maxReadBytes ?? d.maxReadBytes,
     maxPassesWithoutProgress: o.maxPassesWithoutProgress ?? d.maxPassesWithoutProgress,
+    checks: resolveChecks(o.checks ?? []),
   }
+}
+
+/** A check's time limit unless it names one, ms. */
+export const DEFAULT_CHECK_TIMEOUT_MS = 300_000
+
+function resolveChecks(checks: { name?: string; run: string[]; timeoutMs?: number }[]): LoopConfig['checks'] {
+  const resolved = checks.map((c) => ({ name: c.name ?? c.run.join(' '), run: c.run, timeoutMs: c.timeoutMs ?? DEFAULT_CHECK_TIMEOUT_MS }))
+  const names = new Set<string>()
+  for (const [i, c] of resolved.entries()) {
+    if (names.has(c.name)) throw new ConfigError(`config: checks.${i}.name: '${c.name}' is the name of an earlier check; give each check its own name`)
+    names.add(c.name)
+  }
+  return resolved
 }

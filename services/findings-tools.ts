@@ -36,8 +36,8 @@ export function createFindingsLedger(opts: FindingsLedgerOptions): FindingsLedge
     list: () => structuredClone(findings),
     report(input) {
       const same = input.distinct
-        ? findings.find((f) => f.status === 'open' && sameSpot(f, input) && f.message === input.message)
-        : findings.find((f) => f.status === 'open' && sameSpot(f, input) && f.severity === input.severity)
+        ? findings.find((f) => f.status === 'open' && f.check === undefined && sameSpot(f, input) && f.message === input.message)
+        : findings.find((f) => f.status === 'open' && f.check === undefined && sameSpot(f, input) && f.severity === input.severity)
       if (same) return structuredClone(same)
       const finding: Finding = {
         id: `F${nextId++}`,
@@ -60,6 +60,11 @@ export function createFindingsLedger(opts: FindingsLedgerOptions): FindingsLedge
       if (!finding) {
         const open = findings.filter((f) => f.status === 'open').map((f) => f.id)
         throw new ToolError(`unknown finding '${id}' (open: ${open.length ? open.join(', ') : 'none'})`)
+      }
+      if (finding.check !== undefined && finding.status === 'open') {
+        throw new ToolError(
+          `${id} is the check '${finding.check}' failing: loopstate resolves it when the check passes, not by hand`,
+        )
       }
       if (finding.status === 'open') {
         finding.status = 'resolved'

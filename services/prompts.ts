@@ -1,7 +1,7 @@
 /** The prompts of each phase, built from the loop's context alone. */
 import type { Role } from '../adapters/model-provider.ts'
 import { blockingFindings } from '../machines/loop.machine.ts'
-import type { Finding, LoopContext, Phase } from '../machines/loop.types.ts'
+import type { CheckResult, Finding, LoopContext, Phase } from '../machines/loop.types.ts'
 
 export interface Prompt {
   system: string
@@ -39,10 +39,19 @@ export function buildPrompt(context: LoopContext, role: Role, phase: Phase): Pro
       parts.push(`## The last audit found problems\n\n${context.lastAudit.text.trim()}`)
     }
     const open = relevantFindings(context, phase)
+    const failing = (context.lastChecks ?? []).filter((c) => !c.passed)
+    if (failing.length > 0) parts.push(`## Checks that fail\n\n${failing.map(checkText).join('\n\n')}`)
     if (context.passesWithoutProgress > 0) parts.push(noProgressText(context))
     if (open.length > 0) parts.push(`## Open findings to fix\n\n${findingList(open)}`)
   } else {
     if (context.lastCoderReply) parts.push(`## The coder's reply\n\n${context.lastCoderReply.trim()}`)
+    if (context.lastChecks && context.lastChecks.length > 0) {
+      parts.push(
+        '## Checks (run by loopstate after the coder\'s pass)\n\n' +
+          context.lastChecks.map(checkText).join('\n\n') +
+          '\n\nA failing check is a finding loopstate opens and resolves by the check\'s result: do not report or resolve it yourself.',
+      )
+    }
     const open = context.findings.filter((f) => f.status === 'open')
     if (open.length > 0) parts.push(`## Open findings (resolve those that are fixed)\n\n${findingList(open)}`)
     if (phase === 'auditing' && context.task.kind === 'sectioned') parts.push(SUMMARY_INSTRUCTIONS)
@@ -84,6 +93,12 @@ function relevantFindings(context: LoopContext, phase: Phase): Finding[] {
   const section = context.task.kind === 'sectioned' && phase === 'coding' ? context.sectionIndex : null
   const blocking = new Set(blockingFindings(context, section).map((f) => f.id))
   return context.findings.filter((f) => f.status === 'open' && (blocking.has(f.id) || f.severity === 'warning'))
+}
+
+/** One check's result: its outcome, and the end of its output when it failed. */
+function checkText(c: CheckResult): string {
+  const head = `- ${c.name}: ${c.passed ? 'passes' : `FAILS (${c.outcome})`}`
+  return c.passed || c.tail.trim() === '' ? head : `${head}\n\n\`\`\`\n${c.tail.trim()}\n\`\`\``
 }
 
 /** Said plainly to a coder whose last pass changed nothing (machines/progress.ts). */

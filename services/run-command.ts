@@ -76,7 +76,7 @@ export function splitCommand(command: string): string[] {
 }
 
 /** Keeps the head and the tail of a stream's output, counting what is dropped. */
-class OutputBuffer {
+export class OutputBuffer {
   private head = Buffer.alloc(0)
   private tail = Buffer.alloc(0)
   private total = 0
@@ -128,7 +128,7 @@ export function commandEnv(names: string[], from: NodeJS.ProcessEnv = process.en
   return env
 }
 
-interface Outcome {
+export interface Outcome {
   code: number | null
   signal: NodeJS.Signals | null
   ending: 'exited' | 'timed out' | 'aborted' | 'lost'
@@ -168,11 +168,11 @@ function killGroup(pid: number): void {
  * its whole process tree on timeout, on abort, when the command exits, and when this
  * process exits or dies (its end of the supervisor's stdin closes).
  */
-function execute(
+export function execute(
   file: string,
   args: string[],
   env: Record<string, string>,
-  ctx: ToolContext,
+  ctx: { workspace: string; timeoutMs: number; signal: AbortSignal },
   out: OutputBuffer,
   err: OutputBuffer,
 ): Promise<Outcome> {
@@ -216,12 +216,12 @@ function execute(
       if (sup.pid !== undefined) killGroup(sup.pid)
       tree.killAll()
       finish({ code: null, signal: 'SIGKILL', ending: aborted ? 'aborted' : 'timed out' })
-    }, ctx.runCommand.timeoutMs + SUPERVISOR_BACKSTOP_MS)
+    }, ctx.timeoutMs + SUPERVISOR_BACKSTOP_MS)
     backstop.unref()
     ctx.signal.addEventListener('abort', onAbort, { once: true })
 
     sup.stdin!.on('error', () => {}) // EPIPE once the supervisor is gone
-    sup.stdin!.write(`${JSON.stringify({ file, args, cwd: ctx.workspace, env, timeoutMs: ctx.runCommand.timeoutMs, runId })}\n`)
+    sup.stdin!.write(`${JSON.stringify({ file, args, cwd: ctx.workspace, env, timeoutMs: ctx.timeoutMs, runId })}\n`)
     let statusText = ''
     sup.stdio[3]!.on('data', (chunk: Buffer) => {
       statusText += chunk.toString('utf8')
@@ -310,7 +310,7 @@ export const runCommandTool: Tool = {
     const out = new OutputBuffer(OUTPUT_CAP_BYTES)
     const err = new OutputBuffer(OUTPUT_CAP_BYTES)
     const runArgs = path.basename(file) === 'git' ? [...GIT_HARDENING, ...rest] : rest
-    const result = await execute(file, runArgs, commandEnv(ctx.runCommand.env), ctx, out, err)
+    const result = await execute(file, runArgs, commandEnv(ctx.runCommand.env), { workspace: ctx.workspace, timeoutMs, signal: ctx.signal }, out, err)
     if (result.error) {
       const code = result.error.code
       if (code === 'ENOENT') throw new ToolError(`command '${name}' was not found on this machine`)

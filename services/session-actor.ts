@@ -4,6 +4,7 @@ import { ProviderError, type ModelProvider } from '../adapters/model-provider.ts
 import { auditSection, callKey } from '../machines/loop.machine.ts'
 import { DEFAULT_CONFIG, type LoopContext, type LoopError, type LoopEvent, type Phase, type SessionCommand, type SessionInput } from '../machines/loop.types.ts'
 import { decidePrompt } from './audit-decide.ts'
+import { runChecksLogic } from './checks.ts'
 import { createFindingsLedger } from './findings-tools.ts'
 import { commitAll } from './git-workspace.ts'
 import { buildPrompt } from './prompts.ts'
@@ -181,5 +182,5 @@ export const commitWorkLogic = fromPromise<string | null, { message: string; con
 
 /** What services provide to the loop machine (`loopMachine.provide(createLoopServices(deps))`). */
 export function createLoopServices(deps: LoopServiceDeps) {
-  return { actors: { session: createSessionLogic(deps), commitWork: commitWorkLogic } }
+  return { actors: { session: createSessionLogic(deps), commitWork: commitWorkLogic, runChecks: runChecksLogic } }
 }

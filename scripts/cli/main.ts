@@ -90,6 +90,13 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     )
     .option('--in-place', 'work in the workspace directory itself even when it is in a git repository')
     .option('--max-iterations <n>', 'rework passes allowed after dirty audits (default 15)', count)
+    .option(
+      '--check <command>',
+      'a command the engine runs in the workspace after every coder pass, e.g. "npm test" (no shell); ' +
+        'a failing check is a blocking finding: the loop completes only when every check passes; repeatable',
+      (value: string, previous: string[]) => [...previous, value],
+      [],
+    )
     .option('--name <name>', 'loop name (default: from the plan title)')
     .option('--config <file>', 'JSON file of loop options (maxRetries, stallTimeoutMs, budget, …, ollama: { host, numCtxCap }); flags win')
     .option('--ollama-host <url>', HELP.ollama)

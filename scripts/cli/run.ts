@@ -12,6 +12,7 @@ export interface RunOptions extends ProviderFlags, DataFlag {
   workspace?: string
   inPlace?: boolean
   maxIterations?: number
+  check: string[]
   name?: string
   config?: string
 }
@@ -25,6 +26,7 @@ export async function runCommand(cli: Cli, plan: string | undefined, opts: RunOp
   const loopOptions: LoopOptions = { ...fromFile, models }
   if (opts.auditorModel.length > 0) loopOptions.auditorModels = opts.auditorModel
   if (opts.maxIterations !== undefined) loopOptions.maxIterations = opts.maxIterations
+  if (opts.check.length > 0) loopOptions.checks = [...(fromFile.checks ?? []), ...(await checksOf(opts.check))]
   const spec: LoopTaskSpec = plan !== undefined ? { planFile: plan } : { goal: opts.goal! }
   const dataDir = dataDirOf(opts)
 
@@ -36,6 +38,21 @@ export async function runCommand(cli: Cli, plan: string | undefined, opts: RunOp
       `loop ${detail.name} started: ${plan !== undefined ? `${detail.kind} plan ${plan}` : 'goal'}, ` +
       `workspace ${detail.workspace}, data ${dataDir}`,
     hintUnfinished: true,
+  })
+}
+
+/** `--check "npm test"`: argv split like a shell splits plain words (no shell syntax). */
+async function checksOf(commands: string[]): Promise<{ run: string[] }[]> {
+  const { splitCommand } = await import('../../services/run-command.ts')
+  return commands.map((command) => {
+    let run: string[]
+    try {
+      run = splitCommand(command)
+    } catch (e) {
+      throw new CliError(`--check ${JSON.stringify(command)}: ${message(e)}`)
+    }
+    if (run.length === 0) throw new CliError('--check: the command is empty')
+    return { run }
   })
 }
 
