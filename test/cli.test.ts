@@ -4,8 +4,8 @@
  * `main` (scripts/cli/main.ts) in process.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { existsSync, realpathSync } from 'node:fs'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -131,6 +131,23 @@ describe.concurrent('loopstate CLI', () => {
     expect(human.code).toBe(0)
     expect(human.stdout).toContain('F1 warning open hello.txt:1')
     expect(human.stdout).toContain('last audit #1 (auditing): clean')
+  })
+
+  it('runs the --check commands after the coder pass in the workspace; refuses one with shell syntax', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    await writeFile(join(s.workspace, 'check.js'), "require('fs').appendFileSync('checked', process.cwd() + '\\n')\n")
+    const run = await s.cli([
+      'run', fixture('plain.md'), '--model', scripted('ok.json'), '--workspace', s.workspace, '--data', s.data,
+      '--check', 'node check.js', '--check', `node -e "require('fs').appendFileSync('second', 'x')"`,
+    ])
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.stdout).toContain('completed (completed): 1 iteration')
+    // ran once, after the coder's pass, in the workspace; so did the second
+    expect(await readFile(join(s.workspace, 'checked'), 'utf8')).toBe(`${realpathSync(s.workspace)}\n`)
+    expect(await readFile(join(s.workspace, 'second'), 'utf8')).toBe('x')
+    const bad = await s.cli(['run', '--goal', 'x', '--model', scripted('ok.json'), '--check', 'npm test | tee out', '--data', s.data])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/^loopstate: --check "npm test \| tee out": only plain commands run \(no shell\)/)
   })
 
   it('exits 1 when the model fails fatally', async (t) => {
