@@ -7,6 +7,7 @@
 import { and, assign, fromCallback, fromPromise, sendTo, setup } from 'xstate'
 import type { Role } from './chat.types.ts'
 import { checkFindings, hasChecks, type ChecksInput } from './checks.ts'
+import { continuedContext } from './continue.ts'
 import { noProgressError, passOutcome, progressLimitReached } from './progress.ts'
 import { parseSummary } from './summary.ts'
 import {
@@ -401,6 +402,7 @@ export const loopMachine = setup({
       },
     }),
     markPaused: assign({ status: 'paused' }),
+    applyContinue: assign(({ context, event }) => (event.type === 'loop.continue' ? continuedContext(context, event.options) : {})),
     finish: assign({
       status: ({ context }) => STATUS_OF_REASON[context.reason ?? 'completed'],
       reason: ({ context }) => context.reason ?? 'completed',
@@ -699,6 +701,8 @@ export const loopMachine = setup({
           actions: ['recordWorkspaceFailure', { type: 'setReason', params: { reason: 'workspace_failed' } }],
         },
         'loop.resume': 'running',
+        /** An ended loop given more room (machines/continue.ts): the engine reopened it here. */
+        'loop.continue': { target: 'running', actions: 'applyContinue' },
         'loop.cancel': { target: 'cancelled', actions: { type: 'setReason', params: { reason: 'user_cancelled' } } },
         'loop.say': { actions: 'queueMessage' },
       },

@@ -1,5 +1,6 @@
 /** Types shared by the loop statechart, the services that run it and the stores that save it. */
 import type { ChatMessage, Role, ToolCall } from './chat.types.ts'
+import type { ContinueOptions } from './continue.ts'
 import type { PassRecord } from './progress.ts'
 
 export type Phase = 'coding' | 'auditing' | 'finalAuditing' | 'finalAuditFix'
@@ -360,8 +361,15 @@ export type ControlEvent =
   | { type: 'loop.resume' }
   | { type: 'loop.say'; text: string }
 
+/** What the engine delivers to a live loop: a user's command, or a continuation. */
+export type LoopCommand = ControlEvent | Extract<EngineEvent, { type: 'loop.continue' }>
+
 /** Sent by the engine: right after restoring an actor from a snapshot (re-arms timers, restarts the session), or when its workspace cannot be had. */
-export type EngineEvent = { type: 'loop.restored' } | { type: 'loop.workspaceFailed'; message: string }
+export type EngineEvent =
+  | { type: 'loop.restored' }
+  | { type: 'loop.workspaceFailed'; message: string }
+  /** An ended loop, reopened as paused by the engine, goes on with these overrides (machines/continue.ts). */
+  | { type: 'loop.continue'; options: ContinueOptions }
 
 export type LoopEvent = SessionEvent | ControlEvent | EngineEvent
 

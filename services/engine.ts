@@ -13,19 +13,20 @@ import { scriptedFactory } from '../adapters/scripted-provider.ts'
 import type { HistoryEntry, LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
 import type { LoopInput } from '../machines/loop.types.ts'
+import { continueProblem } from '../machines/continue.ts'
 import type { PersistedLoop } from '../machines/persisted.ts'
 import { resolveConfig } from './config.ts'
 import { LiveLoops } from './engine/loops.ts'
 import { Ownership } from './engine/ownership.ts'
 import { ProviderCache } from './engine/providers.ts'
-import { EngineError, FINAL, PROBE, type EngineOptions, type ForkOptions, type LoopHandle, type LoopTaskSpec, type StartOptions } from './engine/types.ts'
+import { EngineError, FINAL, PROBE, type ContinueOverrides, type EngineOptions, type ForkOptions, type LoopHandle, type LoopTaskSpec, type StartOptions } from './engine/types.ts'
 import { checkWorkspace, cleanWorktree, forkWorkspace, makeWorkspace, readTask, worktreeProblem, type MadeWorkspace } from './engine/workspaces.ts'
 import { slugify } from './plan.ts'
 import { createLoopServices } from './session-actor.ts'
-import { detailOf, recordOf, savedSnapshot, viewOf, type LoopDetail, type LoopView } from './views.ts'
+import { detailOf, recordOf, savedSnapshot, stateString, viewOf, type LoopDetail, type LoopView } from './views.ts'
 
 export { EngineError } from './engine/types.ts'
-export type { EngineOptions, ForkOptions, LoopHandle, LoopTaskSpec, StartOptions } from './engine/types.ts'
+export type { ContinueOverrides, EngineOptions, ForkOptions, LoopHandle, LoopTaskSpec, StartOptions } from './engine/types.ts'
 
 /** Creates an engine and, unless `resume: false`, restores the unfinished loops of its store. */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
@@ -44,6 +45,7 @@ export class Engine {
   /** The model providers of its loops. */
   private readonly models: ProviderCache
   private readonly loops: LiveLoops
+  private readonly historyLimit: number
   private closed = false
   private closing: Promise<void> | null = null
 
@@ -55,6 +57,7 @@ export class Engine {
     this.models = new ProviderCache({ scripted: scriptedFactory(), ...options.providers })
     // A store of another kind (MemoryStore) has no data dir unless one was named.
     this.protectedDataDir = options.store === undefined || options.dataDir !== undefined ? this.dataDir : null
+    this.historyLimit = options.historyLimit ?? 500
     const machine = loopMachine.provide(
       createLoopServices({
         provider: (loop, spec) => this.models.get(loop, spec),
@@ -68,7 +71,7 @@ export class Engine {
       ownership: this.ownership,
       models: this.models,
       maxConcurrentLoops: options.maxConcurrentLoops,
-      historyLimit: options.historyLimit ?? 500,
+      historyLimit: this.historyLimit,
       onProblem: this.onProblem,
       inspect: options.inspect,
     })
@@ -222,6 +225,50 @@ export class Engine {
     if (!this.loops.has(name) && !(await this.store.has(name))) throw new EngineError(`history: no loop named '${name}'`)
     await this.loops.recorder.settled()
     return this.store.history(name)
+  }
+
+  /**
+   * Gives an ended loop more room (machines/continue.ts): reopens it as paused under
+   * this engine's claim and lets the chart's `loop.continue` take it on with the
+   * overrides. Its findings, sections, usage and journal stay. Refuses an ending that
+   * cannot go on, and bad overrides, before anything is saved.
+   */
+  async continue(name: string, overrides: ContinueOverrides = {}): Promise<LoopHandle> {
+    this.assertOpen()
+    if (this.loops.has(name)) throw new EngineError(`continue: loop ${name} has not ended`)
+    const claim = await this.ownership.claim(name, (owner) => `continue: loop ${name} is held by ${owner}`)
+    try {
+      const record = await this.store.get(name)
+      if (record === null) throw new EngineError(`continue: no loop named '${name}'`)
+      if (!FINAL.has(record.status)) throw new EngineError(`continue: loop ${name} has not ended (${record.status})`)
+      const c = record.snapshot.context
+      if (overrides.more !== undefined && (!Number.isInteger(overrides.more) || overrides.more < 1)) {
+        throw new EngineError(`continue: more must be a positive integer (got ${overrides.more})`)
+      }
+      const sameAuditors = c.config.auditorModels.join() === c.config.models.join()
+      const config = resolveConfig({
+        ...c.config,
+        ...(overrides.models ? { models: overrides.models, ...(sameAuditors ? { auditorModels: overrides.models } : {}) } : {}),
+        checks: [...c.config.checks, ...(overrides.checks ?? [])],
+        budget: { ...c.config.budget, ...overrides.budget },
+      })
+      const options = { more: overrides.more, say: overrides.say, config }
+      const problem = continueProblem(c, options)
+      if (problem !== null) throw new EngineError(`continue: loop ${name}: ${problem}`)
+      this.models.require(name, config)
+      // Reopened where it ended, as paused: the chart's loop.continue takes it on from there.
+      const reopened = recordOf({ ...record.snapshot, status: 'active', value: 'paused', output: undefined, context: { ...c, status: 'paused' } }, record.createdAt)
+      await this.store.put(reopened)
+      await this.store.appendHistory(name, [{ at: new Date().toISOString(), event: 'loop.reopened', from: stateString(record.snapshot.value), to: 'paused', iteration: c.iteration, phase: c.phase }], this.historyLimit)
+      const handle = await this.restore(reopened, claim)
+      this.loops.deliver(this.loops.get(name)!, { type: 'loop.continue', options })
+      this.loops.scheduler.drain()
+      return handle
+    } catch (err) {
+      this.models.forget(name)
+      if (!this.loops.has(name)) await this.ownership.release(claim)
+      throw err
+    }
   }
 
   /**

@@ -6,7 +6,7 @@
 import { createActor, fromCallback, type AnyStateMachine } from 'xstate'
 import type { LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
-import type { ControlEvent, SessionCommand, SessionInput } from '../machines/loop.types.ts'
+import type { LoopCommand, SessionCommand, SessionInput } from '../machines/loop.types.ts'
 import { actorSnapshot, recordOf, savedSnapshot, type PersistedLoop } from './views.ts'
 
 export class OfflineError extends Error {
@@ -23,7 +23,7 @@ const idleMachine = loopMachine.provide({
  * the owner is the only writer of a loop's record.
  * Returns the saved record (the loaded one, untouched, when the event changed nothing).
  */
-export async function applyOffline(store: SnapshotStore, name: string, event: ControlEvent): Promise<LoopRecord> {
+export async function applyOffline(store: SnapshotStore, name: string, event: LoopCommand): Promise<LoopRecord> {
   const record = await store.get(name)
   if (record === null) throw new OfflineError(`offline: no loop named '${name}'`)
   // Time while no process ran the loop is not running time: its running stretch starts now.

@@ -150,6 +150,34 @@ describe.concurrent('loopstate CLI', () => {
     expect(bad.stderr).toMatch(/^loopstate: --check "npm test \| tee out": only plain commands run \(no shell\)/)
   })
 
+  it('continue gives a loop that ran out of rework passes more room and drives it to its end; refusals exit 2', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const bug = { type: 'tool_calls', calls: [{ name: 'report_finding', arguments: { file: 'a.js', line: 1, severity: 'bug', message: 'wrong' } }] }
+    const scenario = join(s.dir, 'more.json')
+    await writeFile(
+      scenario,
+      JSON.stringify({
+        coder: [
+          { type: 'text', text: 'first' },
+          { type: 'tool_calls', calls: [{ name: 'write_file', arguments: { path: 'a.js', content: 'right' } }] },
+          { type: 'text', text: 'fixed' },
+        ],
+        auditor: [bug, { type: 'text', text: 'Wrong.' }, { type: 'tool_calls', calls: [{ name: 'resolve_finding', arguments: { file: 'a.js' } }] }, { type: 'text', text: 'Fixed.' }],
+      }),
+    )
+    const run = await s.cli(['run', '--goal', 'fix a.js', '--name', 'short', '--model', `scripted:${scenario}`, '--max-iterations', '0', '--workspace', s.workspace, '--data', s.data])
+    expect(run.code, run.stderr).toBe(1)
+    expect(run.stdout).toContain('loop short errored (max_iterations)')
+    const again = await s.cli(['continue', 'short', '--more', '1', '--say', 'fix a.js for real', '--data', s.data])
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.stdout).toContain('loop short continued: coding, iteration 2')
+    expect(again.stdout).toContain('loop short completed (completed): 2 iterations')
+    expect(await readFile(join(s.workspace, 'a.js'), 'utf8')).toBe('right')
+    const refused = await s.cli(['continue', 'short', '--data', s.data])
+    expect(refused.code).toBe(2)
+    expect(refused.stderr).toBe('loopstate: continue: loop short: it completed: continue it with a follow-up message (say)\n')
+  })
+
   it('exits 1 when the model fails fatally', async (t) => {
     const s = await sandbox(t)
     const r = await s.cli(['run', fixture('plain.md'), '--model', scripted('fatal.json'), '--workspace', s.workspace, '--data', s.data])

@@ -6,9 +6,10 @@
  * exit 2 without touching the data dir.
  */
 import { readFileSync } from 'node:fs'
-import { Command, CommanderError } from 'commander'
+import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { packagePath } from '../../services/paths.ts'
 import { oneLine } from '../format.ts'
+import type { ContinueOptions } from './continue.ts'
 import type { DemoOptions } from './demo.ts'
 import type { ForkOptions } from './fork.ts'
 import type { HistoryOptions } from './history.ts'
@@ -153,6 +154,29 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .action((name: string | undefined, opts: ResumeOptions) =>
       act(import('./resume.ts').then((m) => m.resumeCommand(cli, name, opts))),
     )
+
+  program
+    .command('continue')
+    .description(
+      'give a loop that ended (max_iterations, max_section_attempts, no_progress, error_max_retries, provider_fatal, ' +
+        'stall_timeout, budget_exhausted; or completed, with --say) more room and drive it here',
+    )
+    .argument('<name>', 'loop name')
+    .option('--more <n>', 'rework passes added (default 5)', positive)
+    .option('--say <text>', 'a message for the next prompt (a completed loop needs one)')
+    .option('--model <spec>', 'coder model(s) instead of the loop\'s (the auditor\'s too when they were the same)', collect, [])
+    .option('--check <command>', 'a check added to the loop\'s; repeatable', (value: string, previous: string[]) => [...previous, value], [])
+    .option('--max-tokens <n>', 'raise the token budget', positive)
+    .option('--max-cost-usd <n>', 'raise the cost budget', (v: string) => {
+      const n = Number(v)
+      if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number.')
+      return n
+    })
+    .option('--max-wall-ms <n>', 'raise the running-time budget', positive)
+    .option('--ollama-host <url>', HELP.ollama)
+    .option('--inspect [url]', HELP.inspect)
+    .option('--data <dir>', HELP.data)
+    .action((name: string, opts: ContinueOptions) => act(import('./continue.ts').then((m) => m.continueCommand(cli, name, opts))))
 
   for (const [kind, description] of [
     ['cancel', 'cancel a loop (it ends as cancelled)'],

@@ -42,7 +42,7 @@ export async function runCommand(cli: Cli, plan: string | undefined, opts: RunOp
 }
 
 /** `--check "npm test"`: argv split like a shell splits plain words (no shell syntax). */
-async function checksOf(commands: string[]): Promise<{ run: string[] }[]> {
+export async function checksOf(commands: string[]): Promise<{ run: string[] }[]> {
   const { splitCommand } = await import('../../services/run-command.ts')
   return commands.map((command) => {
     let run: string[]

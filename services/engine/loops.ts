@@ -7,7 +7,7 @@
 import { createActor, type InspectionEvent } from 'xstate'
 import type { LoopRecord, SnapshotStore } from '../../adapters/snapshot-store.ts'
 import type { loopMachine } from '../../machines/loop.machine.ts'
-import type { ControlEvent, LoopInput, LoopOutput } from '../../machines/loop.types.ts'
+import type { LoopCommand, LoopInput, LoopOutput } from '../../machines/loop.types.ts'
 import type { PersistedLoop } from '../../machines/persisted.ts'
 import { applyOffline } from '../offline.ts'
 import { actorSnapshot, restorable, stateString, viewOf } from '../views.ts'
@@ -128,7 +128,7 @@ export class LiveLoops {
   }
 
   /** Queued loops take commands too: applied to their record, one at a time, in the order sent. */
-  deliver(loop: LiveLoop, event: ControlEvent): void {
+  deliver(loop: LiveLoop, event: LoopCommand): void {
     if (loop.storageFailed !== null && !loop.started) {
       loop.queuedCommands = loop.queuedCommands.then(() => this.#afterStorageFailure(loop, event)).catch((err: unknown) => {
         this.#onProblem(`engine: ${event.type} of loop ${loop.name}: ${err instanceof Error ? err.message : err}`)
@@ -194,7 +194,7 @@ export class LiveLoops {
    * engine's claim, as to a loop no process runs (services/offline.ts): `say` does not
    * start it, a paused one stays queued paused, a cancelled one leaves the queue.
    */
-  async #applyQueued(loop: LiveLoop, event: ControlEvent): Promise<void> {
+  async #applyQueued(loop: LiveLoop, event: LoopCommand): Promise<void> {
     if (this.#live.get(loop.name) !== loop) return // it ended (or was given up) before this command's turn
     if (loop.started) return loop.actor.send(event)
     const next = await applyOffline(this.#store, loop.name, event)
@@ -284,7 +284,7 @@ export class LiveLoops {
    * A command to a loop stopped by a failed save: `resume` (or any command but
    * pause) rebuilds it from its last good record on disk and queues it again.
    */
-  async #afterStorageFailure(loop: LiveLoop, event: ControlEvent): Promise<void> {
+  async #afterStorageFailure(loop: LiveLoop, event: LoopCommand): Promise<void> {
     if (event.type === 'loop.pause') return
     const good = await this.#store.get(loop.name)
     if (good === null || this.#live.get(loop.name) !== loop || loop.storageFailed === null) return

@@ -54,6 +54,20 @@ export interface StartOptions extends LoopOptions {
   inPlace?: boolean
 }
 
+/** Overrides of `engine.continue` (docs/architecture.md "Limits, retries, stalls, termination"). */
+export interface ContinueOverrides {
+  /** Rework passes added (and dirty audits, for a section that ran out of them). @default 5 */
+  more?: number
+  /** A message for the next prompt; required to continue a completed loop. */
+  say?: string
+  /** Coder models instead of the loop's (the auditor's too when they were the same). */
+  models?: string[]
+  /** Checks added to the loop's (LoopOptions form). */
+  checks?: LoopOptions['checks']
+  /** Budget limits raised (a loop that ended budget_exhausted needs the one that ended it raised). */
+  budget?: LoopOptions['budget']
+}
+
 export interface ForkOptions {
   /** History entry to start from: its snapshot, or the nearest earlier one that has a snapshot. */
   at: number
