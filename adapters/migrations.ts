@@ -24,7 +24,7 @@ const STEPS: Record<number, (record: Json) => Json> = {
       },
     }
   }),
-  /** 3 → 4: the no-progress stop (what the last pass left, the count, its limit) and checks. */
+  /** 3 → 4: the no-progress stop (what the last pass left, the count, its limit), checks, tool error counts. */
   3: (record) =>
     withContext(record, 4, (context) => ({
       ...context,
@@ -32,6 +32,7 @@ const STEPS: Record<number, (record: Json) => Json> = {
       passesWithoutProgress: 0,
       checksPending: false,
       lastChecks: null,
+      toolErrors: {},
       config: { maxPassesWithoutProgress: 3, checks: [], ...((context.config ?? {}) as Json) },
     })),
 }

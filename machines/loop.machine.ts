@@ -73,7 +73,20 @@ export function initialContext(input: LoopInput, now: number): LoopContext {
     passesWithoutProgress: 0,
     checksPending: false,
     lastChecks: null,
+    toolErrors: {},
   }
+}
+
+/**
+ * The kind of a tool call's error, for counting: the tool and the first clause of
+ * its error (`write_file: path '../x' leads out of the workspace`), or null for a
+ * result that is no error.
+ */
+export function toolErrorKind(toolName: string, content: string): string | null {
+  if (!content.startsWith('error:')) return null
+  const text = content.slice('error:'.length).trim().split('\n')[0]!
+  const clause = text.split(/ \(|: /)[0]!.slice(0, 80)
+  return clause.startsWith('unknown tool') ? clause.replace(/ for the (coder|auditor)$/, '') : `${toolName}: ${clause}`
 }
 
 /** The re-prompt after the watchdog aborted a silent model call. */
@@ -333,18 +346,20 @@ export const loopMachine = setup({
           ? { ...context.journal, running: [...context.journal.running, event.callId] }
           : context.journal,
     }),
-    journalToolFinished: assign({
-      journal: ({ context, event }) =>
-        event.type === 'session.tool.finished' && context.journal
-          ? {
-              ...context.journal,
-              running: context.journal.running.filter((id) => id !== event.callId),
-              messages: [
-                ...context.journal.messages,
-                { role: 'tool' as const, content: event.content, toolCallId: event.callId, toolName: event.name },
-              ],
-            }
-          : context.journal,
+    journalToolFinished: assign(({ context, event }) => {
+      if (event.type !== 'session.tool.finished') return {}
+      const kind = toolErrorKind(event.name, event.content)
+      return {
+        journal: context.journal && {
+          ...context.journal,
+          running: context.journal.running.filter((id) => id !== event.callId),
+          messages: [
+            ...context.journal.messages,
+            { role: 'tool' as const, content: event.content, toolCallId: event.callId, toolName: event.name },
+          ],
+        },
+        ...(kind !== null ? { toolErrors: { ...context.toolErrors, [kind]: (context.toolErrors?.[kind] ?? 0) + 1 } } : {}),
+      }
     }),
     journalNudge: assign(({ context, event }) => {
       if (event.type !== 'session.nudged') return {}

@@ -319,6 +319,8 @@ export interface LoopContext extends LoopInput {
   checksPending: boolean
   /** The results of the last run of the checks; null before the first. */
   lastChecks: CheckResult[] | null
+  /** Tool calls refused or failed, by kind (`toolErrorKind`), over the whole loop: what `status` shows. */
+  toolErrors: Record<string, number>
 }
 
 /** Sent by the session actor to the loop. */

@@ -75,6 +75,8 @@ export interface LoopDetail extends LoopView {
   lastAudit: AuditRecord | null
   error: { name: string; message: string; code: string } | null
   inbox: string[]
+  /** Tool calls refused or failed over the loop, by kind, most first. */
+  toolErrors: { kind: string; count: number }[]
 }
 
 export function stateString(value: unknown): string {
@@ -149,5 +151,8 @@ export function detailOf(record: LoopRecord): LoopDetail {
     lastAudit: c.lastAudit,
     error: c.lastError && { name: c.lastError.name, message: c.lastError.message, code: c.lastError.code },
     inbox: c.inbox,
+    toolErrors: Object.entries(c.toolErrors ?? {})
+      .map(([kind, count]) => ({ kind, count }))
+      .sort((a, b) => b.count - a.count || (a.kind < b.kind ? -1 : 1)),
   }
 }

@@ -255,3 +255,30 @@ describe('convergence: the no-progress stop', () => {
     expect(ctx).toMatchObject({ reason: 'no_progress', iteration: 4, passesWithoutProgress: 3 })
   })
 })
+
+describe('convergence: refused tool calls are counted', () => {
+  it('by kind, over the whole loop, for status to show', async () => {
+    h = await startLoop({
+      scenario: {
+        coder: [
+          calls([['create_file', { path: 'a.js', content: 'x' }]]),
+          calls([['create_file', { path: 'a.js', content: 'x' }], ['write_file', { path: '../out.js', content: 'x' }]]),
+          writeA('x'),
+          text('done'),
+        ],
+        auditor: [text('All good.')],
+      },
+    })
+    const ctx = await runToEnd(h)
+    expect(ctx.status).toBe('completed')
+    expect(ctx.toolErrors).toEqual({
+      "unknown tool 'create_file'": 2,
+      "write_file: path '../out.js' is outside the workspace": 1,
+    })
+    const { detailOf } = await import('../services/views.ts')
+    const { detailText } = await import('../scripts/format.ts')
+    const detail = detailOf({ schemaVersion: 4, name: 'test-loop', status: 'completed', reason: 'completed', phase: 'auditing', iteration: 1, createdAt: 'x', updatedAt: 'x', snapshot: h.actor.getPersistedSnapshot() as never })
+    expect(detail.toolErrors[0]).toEqual({ kind: "unknown tool 'create_file'", count: 2 })
+    expect(detailText(detail)).toContain("\ntools      3 calls refused or failed: unknown tool 'create_file' (2), write_file: path '../out.js' is outside the workspace (1)\n")
+  })
+})

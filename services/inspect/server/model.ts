@@ -118,6 +118,7 @@ export class LoopsModel {
         lastAudit: null,
         error: null,
         inbox: [],
+        toolErrors: [],
       }
     }
     const children = e.live ? [...e.live.children].map(([id, c]) => ({ id, ...c })) : []
