@@ -33,6 +33,7 @@ const STEPS: Record<number, (record: Json) => Json> = {
       checksPending: false,
       lastChecks: null,
       toolErrors: {},
+      forkedFrom: null,
       config: { maxPassesWithoutProgress: 3, checks: [], ...((context.config ?? {}) as Json) },
     })),
 }

@@ -74,6 +74,7 @@ export function initialContext(input: LoopInput, now: number): LoopContext {
     checksPending: false,
     lastChecks: null,
     toolErrors: {},
+    forkedFrom: null,
   }
 }
 

@@ -321,6 +321,8 @@ export interface LoopContext extends LoopInput {
   lastChecks: CheckResult[] | null
   /** Tool calls refused or failed, by kind (`toolErrorKind`), over the whole loop: what `status` shows. */
   toolErrors: Record<string, number>
+  /** The loop and history entry this one was forked from; null for a loop that was started. */
+  forkedFrom: { name: string; seq: number } | null
 }
 
 /** Sent by the session actor to the loop. */

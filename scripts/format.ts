@@ -147,6 +147,7 @@ export function detailText(d: LoopDetail, lastAuditLines = 6): string {
       out.push(`  ${i + 1}. ${s.title} — ${s.status}${attempts}`)
     })
   }
+  if (d.forkedFrom) row('forked', `from ${d.forkedFrom.name} #${d.forkedFrom.seq}`)
   if (d.toolErrors.length > 0) {
     const total = d.toolErrors.reduce((n, e) => n + e.count, 0)
     row('tools', `${plural(total, 'call')} refused or failed: ${d.toolErrors.map((e) => `${oneLine(e.kind)} (${e.count})`).join(', ')}`)

@@ -12,7 +12,7 @@ import { JsonStore } from '../adapters/json-store.ts'
 import { scriptedFactory } from '../adapters/scripted-provider.ts'
 import type { HistoryEntry, LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
 import { loopMachine } from '../machines/loop.machine.ts'
-import type { LoopInput } from '../machines/loop.types.ts'
+import type { LoopConfig, LoopInput } from '../machines/loop.types.ts'
 import { continueProblem } from '../machines/continue.ts'
 import type { PersistedLoop } from '../machines/persisted.ts'
 import { resolveConfig } from './config.ts'
@@ -27,6 +27,21 @@ import { detailOf, recordOf, savedSnapshot, stateString, viewOf, type LoopDetail
 
 export { EngineError } from './engine/types.ts'
 export type { ContinueOverrides, EngineOptions, ForkOptions, LoopHandle, LoopTaskSpec, StartOptions } from './engine/types.ts'
+
+/**
+ * A loop's config with the overrides of continue or fork, validated like a new
+ * loop's: other coder models (the auditor's too when they were the same), checks
+ * added, budget limits raised.
+ */
+function overriddenConfig(config: LoopConfig, overrides: Pick<ContinueOverrides, 'models' | 'checks' | 'budget'>): LoopConfig {
+  const sameAuditors = config.auditorModels.join() === config.models.join()
+  return resolveConfig({
+    ...config,
+    ...(overrides.models ? { models: overrides.models, ...(sameAuditors ? { auditorModels: overrides.models } : {}) } : {}),
+    checks: [...(config.checks ?? []), ...(overrides.checks ?? [])],
+    budget: { ...config.budget, ...overrides.budget },
+  })
+}
 
 /** Creates an engine and, unless `resume: false`, restores the unfinished loops of its store. */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
@@ -245,13 +260,7 @@ export class Engine {
       if (overrides.more !== undefined && (!Number.isInteger(overrides.more) || overrides.more < 1)) {
         throw new EngineError(`continue: more must be a positive integer (got ${overrides.more})`)
       }
-      const sameAuditors = c.config.auditorModels.join() === c.config.models.join()
-      const config = resolveConfig({
-        ...c.config,
-        ...(overrides.models ? { models: overrides.models, ...(sameAuditors ? { auditorModels: overrides.models } : {}) } : {}),
-        checks: [...c.config.checks, ...(overrides.checks ?? [])],
-        budget: { ...c.config.budget, ...overrides.budget },
-      })
+      const config = overriddenConfig(c.config, overrides)
       const options = { more: overrides.more, say: overrides.say, config }
       const problem = continueProblem(c, options)
       if (problem !== null) throw new EngineError(`continue: loop ${name}: ${problem}`)
@@ -277,17 +286,30 @@ export class Engine {
    */
   async fork(name: string, options: ForkOptions): Promise<LoopHandle> {
     this.assertOpen()
-    const source = await this.forkPoint(name, options.at)
+    const at = await this.forkPoint(name, options.at)
+    const source = at.snapshot
+    const config = overriddenConfig(source.context.config, options)
     const { name: newName, claim } = await this.ownership.reserveName(options.name, `${name}-fork`, (n) => this.loops.has(n))
     let made: MadeWorkspace | null = null
     try {
       // Its models must be available here before anything is copied (e.g. `ollama:` without the provider).
-      this.models.require(newName, source.context.config)
+      this.models.require(newName, config)
       const original = { workspace: source.context.workspace, git: source.context.git ?? null }
       made = await forkWorkspace(original, newName, options.workspace, this.protectedDataDir)
       const snapshot: PersistedLoop = {
         ...source,
-        context: { ...source.context, name: newName, workspace: made.workspace, git: made.git, runningSince: null, endedAt: null },
+        context: {
+          ...source.context,
+          name: newName,
+          workspace: made.workspace,
+          git: made.git,
+          runningSince: null,
+          endedAt: null,
+          config,
+          forkedFrom: { name, seq: at.seq },
+          ...(config.models.join() !== source.context.config.models.join() ? { modelIndex: { coder: 0, auditor: 0 } } : {}),
+          ...(options.say?.trim() ? { inbox: [...source.context.inbox, options.say.trim()] } : {}),
+        },
       }
       const record = recordOf(snapshot, new Date().toISOString())
       await this.store.put(record)
@@ -303,8 +325,8 @@ export class Engine {
     }
   }
 
-  /** The snapshot a fork of `name` at history entry `at` starts from (the nearest at or before it). */
-  private async forkPoint(name: string, at: number): Promise<PersistedLoop> {
+  /** The history entry a fork of `name` at `at` starts from (the nearest with a snapshot at or before it). */
+  private async forkPoint(name: string, at: number): Promise<{ seq: number; snapshot: PersistedLoop }> {
     const entries = await this.history(name)
     if (entries.length === 0) throw new EngineError(`fork: loop ${name} has no history`)
     const entry = entries.filter((e) => e.seq <= at && e.snapshot !== undefined).pop()
@@ -315,7 +337,7 @@ export class Engine {
     if (entry.snapshot.status === 'done') {
       throw new EngineError(`fork: #${entry.seq} is where ${name} ended (${entry.to}); a fork of it would only copy the end`)
     }
-    return entry.snapshot
+    return { seq: entry.seq, snapshot: entry.snapshot }
   }
 
   /**

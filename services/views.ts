@@ -77,6 +77,8 @@ export interface LoopDetail extends LoopView {
   inbox: string[]
   /** Tool calls refused or failed over the loop, by kind, most first. */
   toolErrors: { kind: string; count: number }[]
+  /** The loop and history entry it was forked from, or null. */
+  forkedFrom: { name: string; seq: number } | null
 }
 
 export function stateString(value: unknown): string {
@@ -151,6 +153,7 @@ export function detailOf(record: LoopRecord): LoopDetail {
     lastAudit: c.lastAudit,
     error: c.lastError && { name: c.lastError.name, message: c.lastError.message, code: c.lastError.code },
     inbox: c.inbox,
+    forkedFrom: c.forkedFrom ?? null,
     toolErrors: Object.entries(c.toolErrors ?? {})
       .map(([kind, count]) => ({ kind, count }))
       .sort((a, b) => b.count - a.count || (a.kind < b.kind ? -1 : 1)),

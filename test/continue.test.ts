@@ -121,4 +121,28 @@ describe('continue', () => {
     expect((await record('done')).status).toBe('completed')
     expect(await e.list()).toHaveLength(2)
   })
+
+  it('fork takes the same overrides: a new model and a message, and records where it came from', async () => {
+    const a = await model('a', { coder: [text('tried')], auditor: [bug(), text('Wrong.')] })
+    const h = await e.start({ goal: 'g' }, { name: 'orig', models: [a], workspace: ws, maxIterations: 0 })
+    expect(await h.done).toMatchObject({ reason: 'max_iterations' })
+    const point = (await e.history('orig')).find((x) => x.snapshot !== undefined && x.to.startsWith('running.coding'))!
+    const b = await model('b', {
+      coder: [calls([['write_file', { path: 'a.js', content: 'right' }]]), text('wrote it')],
+      // forked from before the first audit: no finding yet
+      auditor: [text('All good.')],
+    })
+    const forked = await e.fork('orig', { at: point.seq, name: 'second-try', models: [b], say: 'use the other approach', workspace: join(dir, 'ws2') })
+    expect(await forked.done).toMatchObject({ status: 'completed' })
+    const c = (await record('second-try')).snapshot.context
+    expect(c.forkedFrom).toEqual({ name: 'orig', seq: point.seq })
+    expect(c.findings).toEqual([])
+    expect(c.lastCoderReply).toBe('wrote it')
+    expect(c.config.models).toEqual([b])
+    expect(c.config.auditorModels).toEqual([b])
+    expect((await e.get('second-try'))!.forkedFrom).toEqual({ name: 'orig', seq: point.seq })
+    // the original is as it was
+    expect((await record('orig')).snapshot.context).toMatchObject({ reason: 'max_iterations', forkedFrom: null })
+    expect((await record('orig')).snapshot.context.config.models).toEqual([a])
+  })
 })

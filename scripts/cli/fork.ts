@@ -2,12 +2,16 @@
 import type { HistoryEntry } from '../../adapters/snapshot-store.ts'
 import { openClient, refusal } from './client.ts'
 import { drive } from './drive.ts'
+import { checksOf } from './run.ts'
 import { CliError, dataDirOf, type Cli, type DataFlag, type ProviderFlags } from './shared.ts'
 
 export interface ForkOptions extends ProviderFlags, DataFlag {
   at: number
   name?: string
   workspace?: string
+  say?: string
+  model: string[]
+  check: string[]
 }
 
 /** A snapshot of a loop that had already ended (forking it would only copy the end). */
@@ -31,7 +35,15 @@ export async function forkCommand(cli: Cli, name: string, opts: ForkOptions): Pr
   if (endsLoop(from)) throw new CliError(`fork: #${from.seq} is where ${name} ended (${from.to}); ${choices}`)
   return drive(cli, dataDir, {
     providers: opts,
-    begin: (engine) => engine.fork(name, { at: from.seq, name: opts.name, workspace: opts.workspace }),
+    begin: async (engine) =>
+      engine.fork(name, {
+        at: from.seq,
+        name: opts.name,
+        workspace: opts.workspace,
+        ...(opts.say !== undefined ? { say: opts.say } : {}),
+        ...(opts.model.length > 0 ? { models: opts.model } : {}),
+        ...(opts.check.length > 0 ? { checks: await checksOf(opts.check) } : {}),
+      }),
     startedLine: (d) =>
       `loop ${d.name} forked from ${name} #${from.seq} (${from.to}, iteration ${from.iteration}): ` +
       `workspace ${d.workspace}, data ${dataDir}`,

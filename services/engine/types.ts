@@ -68,7 +68,7 @@ export interface ContinueOverrides {
   budget?: LoopOptions['budget']
 }
 
-export interface ForkOptions {
+export interface ForkOptions extends Omit<ContinueOverrides, 'more'> {
   /** History entry to start from: its snapshot, or the nearest earlier one that has a snapshot. */
   at: number
   /** Name of the new loop. @default `<name>-fork`, made unique */

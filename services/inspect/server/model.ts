@@ -119,6 +119,7 @@ export class LoopsModel {
         error: null,
         inbox: [],
         toolErrors: [],
+        forkedFrom: null,
       }
     }
     const children = e.live ? [...e.live.children].map(([id, c]) => ({ id, ...c })) : []
