@@ -609,6 +609,7 @@ export const loopMachine = setup({
         ]),
         /** The engine's own checks after a coder pass: a failing one is a blocking finding it owns. */
         checking: {
+          tags: ['checks'],
           invoke: {
             id: 'checks',
             src: 'runChecks',
@@ -750,6 +751,8 @@ function sessionState(role: Role, onDone: PhaseEnd | PhaseEnd[]) {
         context,
       }),
     },
+    /** The states that run a model session (the viewer and the engine read this, not state names). */
+    tags: ['session'] as const,
     entry: 'armStallIfUnset' as const,
     initial: 'watching' as const,
     states: {
