@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest'
 import { createActor, fromCallback, fromPromise, waitFor, type Snapshot } from 'xstate'
 import { loopMachine } from '../machines/loop.machine.ts'
-import type { CheckResult, Finding, LoopEvent, SessionInput } from '../machines/loop.types.ts'
+import type { CheckResult, Finding, LoopEvent, SessionCommand, SessionInput } from '../machines/loop.types.ts'
 import type { ChecksInput } from '../machines/checks.ts'
 import { resolveConfig, type LoopOptions } from '../services/config.ts'
 import { goalTask } from '../services/plan.ts'
@@ -23,7 +23,7 @@ function chart(answers: { coder: Answer[]; auditor: Answer[] }, checks: CheckRes
   const sessions: SessionInput[] = []
   const machine = loopMachine.provide({
     actors: {
-      session: fromCallback<never, SessionInput>(({ input, sendBack }) => {
+      session: fromCallback<SessionCommand, SessionInput>(({ input, sendBack }) => {
         sessions.push(input)
         const batch = answers[input.role].shift()
         if (!batch) throw new Error(`stub: no ${input.role} answer left`)
