@@ -196,10 +196,14 @@ describe('viewer server', () => {
     }
     const chart = JSON.parse((await get(`${viewer.url}api/chart`)).body) as ChartState
     expect(chart).toEqual(serializeChart())
+    // a coder pass ends: stopped for no progress, on to the checks, or to the audit
     expect(find(chart, 'running.coding')!.transitions.map((t) => `${t.label}→${t.targets.join()}`)).toEqual([
+      'session.done→errored',
+      'session.done→running.checking',
       'session.done→running.auditing',
       'session.failed→running.failed',
     ])
+    expect(find(chart, 'running.coding')!.transitions.map((t) => t.guard ?? null)).toEqual(['passMadeNoProgressAtLimit', 'hasChecks', null, null])
     const judging = find(chart, 'running.judgingAudit')!
     expect(judging.transitions[0]).toMatchObject({ kind: 'always', guard: 'auditClean ∧ isSectioned ∧ usesGit', targets: ['running.committing'] })
     expect(judging.transitions.find((t) => t.reason === 'max_iterations')?.guard).toBe('reworkExhausted')
