@@ -245,7 +245,16 @@ export interface AuditRecord {
   clean: boolean
   summaryFound: boolean
   blocking: number
+  /**
+   * What the audit decided (loop.context.ts `judgeAudit`): `clean`; `dirty` (blocking
+   * findings of the auditor's open); `checksFailing` (only checks' findings block);
+   * `summaryMissing` (a section audit with nothing blocking but no summary block).
+   * Absent in records older than schema 4.
+   */
+  verdict?: AuditVerdict
 }
+
+export type AuditVerdict = 'clean' | 'dirty' | 'checksFailing' | 'summaryMissing'
 
 /**
  * The running session's journal: its transcript as far as it got. A session
