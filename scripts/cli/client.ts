@@ -1,5 +1,5 @@
 /** The CLI's LoopClient (services/client.ts) on a data dir, and its refusals as CLI errors. */
-import type { LoopRecord } from '../../adapters/snapshot-store.ts'
+import type { HistoryEntry, LoopRecord } from '../../adapters/snapshot-store.ts'
 import { ClientError, LoopClient } from '../../services/client.ts'
 import { CliError, message, type Cli } from './shared.ts'
 
@@ -31,4 +31,13 @@ export async function loadRecord(client: LoopClient, dataDir: string, name: stri
   }
   if (record === null) throw notFound(name, dataDir)
   return record
+}
+
+/** The loop's history; no such loop is bad input. */
+export async function loadHistory(cli: Cli, dataDir: string, name: string): Promise<HistoryEntry[]> {
+  try {
+    return await openClient(cli, dataDir).history(name)
+  } catch (e) {
+    throw refusal(e, name, dataDir)
+  }
 }

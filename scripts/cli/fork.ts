@@ -1,6 +1,6 @@
 /** `loopstate fork NAME --at SEQ`: a new loop from a past snapshot of a loop, driven here like `run`. */
 import type { HistoryEntry } from '../../adapters/snapshot-store.ts'
-import { openClient, refusal } from './client.ts'
+import { loadHistory } from './client.ts'
 import { drive } from './drive.ts'
 import { checksOf } from './run.ts'
 import { CliError, dataDirOf, type Cli, type DataFlag, type ProviderFlags } from './shared.ts'
@@ -15,16 +15,11 @@ export interface ForkOptions extends ProviderFlags, DataFlag {
 }
 
 /** A snapshot of a loop that had already ended (forking it would only copy the end). */
-const endsLoop = (entry: HistoryEntry) => (entry.snapshot as { status?: string } | undefined)?.status === 'done'
+const endsLoop = (entry: HistoryEntry) => entry.snapshot?.status === 'done'
 
 export async function forkCommand(cli: Cli, name: string, opts: ForkOptions): Promise<number> {
   const dataDir = dataDirOf(opts)
-  let entries: HistoryEntry[]
-  try {
-    entries = await openClient(cli, dataDir).history(name)
-  } catch (e) {
-    throw refusal(e, name, dataDir)
-  }
+  const entries = await loadHistory(cli, dataDir, name)
   const last = entries.at(-1)
   if (last === undefined) throw new CliError(`fork: loop ${name} has no history yet`)
   if (opts.at > last.seq) throw new CliError(`fork: the history of ${name} ends at #${last.seq} (got --at ${opts.at})`)

@@ -1,7 +1,6 @@
 /** `loopstate history NAME`: a loop's transition log; `*` marks the snapshots that fork starts from. */
-import type { HistoryEntry } from '../../adapters/snapshot-store.ts'
 import { historyLine, historyTable } from '../format.ts'
-import { openClient, refusal } from './client.ts'
+import { loadHistory } from './client.ts'
 import { dataDirOf, type Cli, type DataFlag } from './shared.ts'
 
 export interface HistoryOptions extends DataFlag {
@@ -10,12 +9,7 @@ export interface HistoryOptions extends DataFlag {
 
 export async function historyCommand(cli: Cli, name: string, opts: HistoryOptions): Promise<number> {
   const dataDir = dataDirOf(opts)
-  let entries: HistoryEntry[]
-  try {
-    entries = await openClient(cli, dataDir).history(name)
-  } catch (e) {
-    throw refusal(e, name, dataDir)
-  }
+  const entries = await loadHistory(cli, dataDir, name)
   const lines = entries.map(historyLine)
   if (opts.json) {
     cli.out(JSON.stringify(lines, null, 2))
