@@ -18,6 +18,7 @@ import { DataFile } from 'lowdb/node'
 import { JsonClaims } from './claims.ts'
 import { dataDirLayout, type DataDirLayout } from './data-dir.ts'
 import { JsonInbox } from './inbox.ts'
+import { JournalFiles, type TranscriptSession } from './json-journal.ts'
 import { assertLoopName, byCreatedAt } from './memory-store.ts'
 import { snapshotProblem } from '../machines/persisted.ts'
 import { migrateRecord } from './migrations.ts'
@@ -50,6 +51,8 @@ export interface JsonStoreOptions {
    * (renamed `<name>.json.quarantined-<time>`) and never overwritten.
    */
   onProblem?: (message: string) => void
+  /** Sessions a loop's journal file keeps. @default 40 */
+  keepSessions?: number
 }
 
 type ReadResult = { record: LoopRecord | null } | { problem: string }
@@ -57,6 +60,8 @@ type ReadResult = { record: LoopRecord | null } | { problem: string }
 /** A put waiting for its turn; a later put replaces its record and shares its promise. */
 interface Waiting {
   record: LoopRecord
+  /** Its journal's messages on file (adapters/json-journal.ts): the record lands after them. */
+  written: Promise<void>
   done: Promise<void>
   settle: { resolve: () => void; reject: (err: unknown) => void }
 }
@@ -92,6 +97,8 @@ export class JsonStore implements SnapshotStore {
   /** Entries of each loop waiting for their append (behind the loop's append in flight, or for a turn): they go out together. */
   readonly #historyBatches = new Map<string, { entries: NewHistoryEntry[]; keep: number; done: Promise<void> }>()
 
+  /** The sessions' transcripts, out of the records (adapters/json-journal.ts). */
+  readonly #journals: JournalFiles
   /** Where everything of this store lies (adapters/data-dir.ts). */
   readonly layout: DataDirLayout
   readonly claims: JsonClaims
@@ -103,6 +110,7 @@ export class JsonStore implements SnapshotStore {
     this.historyDir = this.layout.historyDir
     this.claims = new JsonClaims(this.layout)
     this.inbox = new JsonInbox(this.layout)
+    this.#journals = new JournalFiles(this.layout, options.keepSessions)
     this.#onProblem = options.onProblem ?? (() => {})
   }
 
@@ -131,6 +139,9 @@ export class JsonStore implements SnapshotStore {
       return Promise.reject(err)
     }
     const name = record.name
+    // The running session's messages go to the journal file; the record counts them.
+    const { record: saved, written } = this.#journals.split(record)
+    record = saved
     let writer = this.#writers.get(name)
     if (!writer) {
       writer = { db: new Low(recordFile(this.pathOf(name)), null), busy: false, next: null }
@@ -139,11 +150,12 @@ export class JsonStore implements SnapshotStore {
     if (writer.next) {
       // Replaces the record waiting for its turn (never serialized); lands with the same write.
       writer.next.record = record
+      writer.next.written = written
       return writer.next.done
     }
     let settle!: Waiting['settle']
     const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }))
-    writer.next = { record, done, settle }
+    writer.next = { record, written, done, settle }
     this.#pending.set(name, done)
     const forget = () => {
       if (this.#pending.get(name) === done) this.#pending.delete(name)
@@ -277,7 +289,8 @@ export class JsonStore implements SnapshotStore {
       () => ` (its history to ${historyAside})`,
       () => '',
     )
-    return `${problem}; moved aside to ${aside}${movedHistory}`
+    const movedJournal = await this.#journals.quarantine(name, stamp)
+    return `${problem}; moved aside to ${aside}${movedHistory}${movedJournal}`
   }
 
   /** Writes the loop's latest record, in its turn, until no put waits. */
@@ -295,6 +308,7 @@ export class JsonStore implements SnapshotStore {
             throw err
           })
           await this.#dirReady
+          await job.written
           writer.db.data = job.record
           await writer.db.write()
           job.settle.resolve()
@@ -334,7 +348,7 @@ export class JsonStore implements SnapshotStore {
     } catch (err) {
       return readFailure(path, err)
     }
-    return parseRecord(path, name, text)
+    return this.#hydrated(parseRecord(path, name, text))
   }
 
   #readSync(name: string): ReadResult {
@@ -345,7 +359,20 @@ export class JsonStore implements SnapshotStore {
     } catch (err) {
       return readFailure(path, err)
     }
-    return parseRecord(path, name, text)
+    return this.#hydrated(parseRecord(path, name, text))
+  }
+
+  /** A record read: its running session's messages back from the journal file. */
+  #hydrated(result: ReadResult): ReadResult {
+    if ('problem' in result || result.record === null) return result
+    return { record: this.#journals.hydrate(result.record, this.#onProblem) }
+  }
+
+  /** The sessions' transcripts kept in the loop's journal file, oldest first (`loopstate log`). */
+  async transcript(name: string): Promise<TranscriptSession[]> {
+    assertLoopName(name)
+    await this.#journals.settled(name).catch(() => {})
+    return this.#journals.sessions(name)
   }
 }
 

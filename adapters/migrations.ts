@@ -24,7 +24,7 @@ const STEPS: Record<number, (record: Json) => Json> = {
       },
     }
   }),
-  /** 3 → 4: the no-progress stop (what the last pass left, the count, its limit), checks, tool error counts. */
+  /** 3 → 4: the no-progress stop (what the last pass left, the count, its limit), checks, tool error counts, the session count. */
   3: (record) =>
     withContext(record, 4, (context) => ({
       ...context,
@@ -34,6 +34,7 @@ const STEPS: Record<number, (record: Json) => Json> = {
       lastChecks: null,
       toolErrors: {},
       forkedFrom: null,
+      sessions: 0,
       config: { maxPassesWithoutProgress: 3, checks: [], ...((context.config ?? {}) as Json) },
     })),
 }

@@ -66,6 +66,7 @@ export function initialContext(input: LoopInput, now: number): LoopContext {
     lastChecks: null,
     toolErrors: {},
     forkedFrom: null,
+    sessions: 0,
   }
 }
 

@@ -177,19 +177,22 @@ export const loopMachine = setup({
       if (stallPassedWhileDown(context)) return { stalls: context.stalls + 1, stallDeadline: fresh }
       return inSession(context) ? { stallDeadline: fresh } : {}
     }),
-    startJournal: assign({
-      journal: ({ context, event }) =>
-        event.type === 'session.started'
-          ? {
-              phase: context.phase,
-              iteration: context.iteration,
-              sectionIndex: context.sectionIndex,
-              role: roleOfPhase(context.phase),
-              messages: event.messages,
-              delivered: event.delivered,
-              running: [],
-            }
-          : context.journal,
+    startJournal: assign(({ context, event }) => {
+      if (event.type !== 'session.started') return {}
+      const id = (context.sessions ?? 0) + 1
+      return {
+        sessions: id,
+        journal: {
+          id,
+          phase: context.phase,
+          iteration: context.iteration,
+          sectionIndex: context.sectionIndex,
+          role: roleOfPhase(context.phase),
+          messages: event.messages,
+          delivered: event.delivered,
+          running: [],
+        },
+      }
     }),
     journalToolStarted: assign({
       journal: ({ context, event }) =>

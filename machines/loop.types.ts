@@ -262,6 +262,12 @@ export type AuditVerdict = 'clean' | 'dirty' | 'checksFailing' | 'summaryMissing
  * after its last completed turn instead of starting over.
  */
 export interface SessionJournal {
+  /**
+   * The session's number in the loop (1, 2, …). The JSON store keeps the messages of
+   * a numbered session in the loop's journal file, not in the record
+   * (adapters/json-journal.ts); absent in journals older than schema 4.
+   */
+  id?: number
   phase: Phase
   iteration: number
   sectionIndex: number
@@ -332,6 +338,8 @@ export interface LoopContext extends LoopInput {
   toolErrors: Record<string, number>
   /** The loop and history entry this one was forked from; null for a loop that was started. */
   forkedFrom: { name: string; seq: number } | null
+  /** Sessions started so far (the last one's number). */
+  sessions: number
 }
 
 /** Sent by the session actor to the loop. */

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { JsonStore } from '../adapters/json-store.ts'
 import type { LoopRecord } from '../adapters/snapshot-store.ts'
 import type { LoopContext } from '../machines/loop.types.ts'
 import { stateString } from '../services/views.ts'
@@ -170,7 +171,10 @@ async function readRecords(dataDir: string): Promise<LoopRecord[]> {
   if (!existsSync(dir)) return []
   const files = (await readdir(dir)).filter((f) => f.endsWith('.json'))
   // JSON.parse throws on a torn file: the store must parse after every kill
-  return Promise.all(files.map(async (f) => JSON.parse(await readFile(join(dir, f), 'utf8')) as LoopRecord))
+  for (const f of files) JSON.parse(await readFile(join(dir, f), 'utf8'))
+  // read as the store reads them: the running session's messages come back from its journal file
+  const store = new JsonStore(dataDir)
+  return (await Promise.all(files.map((f) => store.get(f.slice(0, -'.json'.length))))).filter((r) => r !== null)
 }
 
 /** What must be equal between the crashed and the uninterrupted run. */
