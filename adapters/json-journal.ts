@@ -19,17 +19,13 @@ import { appendFile, mkdir, rename, writeFile } from 'node:fs/promises'
 import type { ChatMessage } from '../machines/chat.types.ts'
 import type { SessionJournal } from '../machines/loop.types.ts'
 import type { DataDirLayout } from './data-dir.ts'
-import type { LoopRecord } from './snapshot-store.ts'
+import type { LoopRecord, TranscriptSession } from './snapshot-store.ts'
+
+export type { TranscriptSession }
 
 /** A record's journal as saved: its messages are on file. */
 type SavedJournal = SessionJournal & { onDisk?: number }
 
-/** One session's transcript as `log` shows it. */
-export interface TranscriptSession {
-  id: number
-  head: { role: string; phase: string; iteration: number; section: number; at: string } | null
-  messages: ChatMessage[]
-}
 
 /** Sessions a journal file keeps (the running one included): older ones are dropped as new ones start. */
 export const KEEP_SESSIONS = 40

@@ -1,7 +1,7 @@
 /** In-memory `SnapshotStore`: for tests and throwaway runs. Records are copied in and out. */
 import { MemoryClaims } from './claims.ts'
 import { MemoryInbox } from './inbox.ts'
-import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from './snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore, TranscriptSession } from './snapshot-store.ts'
 
 /** Loop names: lowercase letters, digits and dashes, 1–80 characters, not starting with a dash. */
 export const LOOP_NAME = /^[a-z0-9][a-z0-9-]{0,79}$/
@@ -22,6 +22,8 @@ export function byCreatedAt(a: LoopRecord, b: LoopRecord): number {
 export class MemoryStore implements SnapshotStore {
   readonly #records = new Map<string, LoopRecord>()
   readonly #history = new Map<string, HistoryEntry[]>()
+  /** Every session's latest transcript, by loop and session number. */
+  readonly #transcripts = new Map<string, Map<number, TranscriptSession>>()
   /** Claims of this process's owners only: one store object, one process. */
   readonly claims = new MemoryClaims()
   readonly inbox = new MemoryInbox()
@@ -35,6 +37,18 @@ export class MemoryStore implements SnapshotStore {
   async put(record: LoopRecord): Promise<void> {
     assertLoopName(record.name)
     this.#records.set(record.name, structuredClone(record))
+    const j = record.snapshot.context.journal
+    if (j && typeof j.id === 'number') {
+      let sessions = this.#transcripts.get(record.name)
+      if (!sessions) this.#transcripts.set(record.name, (sessions = new Map()))
+      const head = sessions.get(j.id)?.head ?? { role: j.role, phase: j.phase, iteration: j.iteration, section: j.sectionIndex, at: new Date().toISOString() }
+      sessions.set(j.id, { id: j.id, head, messages: structuredClone(j.messages) })
+    }
+  }
+
+  async transcript(name: string): Promise<TranscriptSession[]> {
+    assertLoopName(name)
+    return structuredClone([...(this.#transcripts.get(name)?.values() ?? [])].sort((a, b) => a.id - b.id))
   }
 
   async list(): Promise<LoopRecord[]> {

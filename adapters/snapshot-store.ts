@@ -7,6 +7,7 @@ import type { LoopReason, LoopStatus, Phase } from '../machines/loop.types.ts'
 import type { PersistedLoop } from '../machines/persisted.ts'
 import type { ClaimStore } from './claims.ts'
 import type { CommandInbox } from './inbox.ts'
+import type { ChatMessage } from '../machines/chat.types.ts'
 
 export type { PersistedLoop }
 
@@ -51,6 +52,14 @@ export interface HistoryEntry {
   snapshot?: PersistedLoop
 }
 
+/** One session's transcript, as a store keeps it after the session (`loopstate log`). */
+export interface TranscriptSession {
+  /** The session's number in the loop. */
+  id: number
+  head: { role: string; phase: string; iteration: number; section: number; at: string } | null
+  messages: ChatMessage[]
+}
+
 /** An entry before the store numbers it. */
 export type NewHistoryEntry = Omit<HistoryEntry, 'seq'>
 
@@ -80,4 +89,6 @@ export interface SnapshotStore {
   readonly claims: ClaimStore
   /** Commands on their way to a loop's owner (adapters/inbox.ts). */
   readonly inbox: CommandInbox
+  /** The sessions' transcripts the store keeps, oldest first (`loopstate log`); [] when it keeps none. */
+  transcript(name: string): Promise<TranscriptSession[]>
 }

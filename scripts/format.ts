@@ -1,6 +1,6 @@
 /** Text formatting for the CLI and the demo: durations, token counts, tables, progress lines. */
 import { relative } from 'node:path'
-import type { HistoryEntry } from '../adapters/snapshot-store.ts'
+import type { HistoryEntry, TranscriptSession } from '../adapters/snapshot-store.ts'
 import type { LoopDetail, LoopView } from '../services/views.ts'
 
 /** `850ms`, `3.2s`, `1m05s`, `2h03m`. */
@@ -202,4 +202,34 @@ export function fit(line: string, columns: number | undefined): string {
 export function shortPath(dir: string): string {
   const rel = relative(process.cwd(), dir)
   return rel === '' ? '.' : rel.startsWith('..') ? dir : rel
+}
+
+/** Lines of a tool result or a reply shown by `log`; the rest is counted. */
+const LOG_LINES = 12
+
+/** One session of `loopstate log` as a readable chat log. */
+export function transcriptText(s: TranscriptSession): string {
+  const h = s.head
+  const out = [`── session ${s.id}${h ? ` · ${h.role} · ${h.phase} · iteration ${h.iteration} · ${h.at}` : ''}`]
+  const clip = (text: string) => {
+    const lines = text.trimEnd().split('\n')
+    return lines.length > LOG_LINES ? [...lines.slice(0, LOG_LINES), `… ${lines.length - LOG_LINES} more lines`] : lines
+  }
+  const block = (label: string, text: string) => {
+    const [first = '', ...rest] = clip(text)
+    out.push(`${label} ${first}`, ...rest.map((l) => `    ${l}`))
+  }
+  for (const m of s.messages) {
+    if (m.role === 'system') out.push(`[system] (${m.content.length} characters)`)
+    else if (m.role === 'user') block('[user]', m.content)
+    else if (m.role === 'tool') block(`[tool ${m.toolName}]`, m.content)
+    else {
+      if (m.content.trim() !== '' && !m.fromText) block('[assistant]', m.content)
+      for (const call of m.toolCalls ?? []) {
+        out.push(`[assistant] → ${call.name} ${oneLine(JSON.stringify(call.arguments))}${m.fromText ? ' (written as text)' : ''}`)
+      }
+      if (m.content.trim() === '' && (m.toolCalls ?? []).length === 0) out.push('[assistant] (empty reply)')
+    }
+  }
+  return out.join('\n')
 }

@@ -11,7 +11,7 @@
 import { currentOwner, ownerText, type Owner } from '../adapters/claims.ts'
 import { commandProblem, type CommandTicket } from '../adapters/inbox.ts'
 import { JsonStore } from '../adapters/json-store.ts'
-import type { HistoryEntry, LoopRecord, SnapshotStore } from '../adapters/snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, SnapshotStore, TranscriptSession } from '../adapters/snapshot-store.ts'
 import type { ControlEvent } from '../machines/loop.types.ts'
 import { FINAL } from './engine/types.ts'
 import { detailOf, viewOf, type LoopDetail, type LoopView } from './views.ts'
@@ -103,6 +103,12 @@ export class LoopClient {
   async history(name: string): Promise<HistoryEntry[]> {
     if (!(await this.store.has(name))) throw new ClientError(`no loop named '${name}'`, 'not_found')
     return this.store.history(name)
+  }
+
+  /** The sessions' transcripts the store keeps, oldest first. */
+  async transcript(name: string): Promise<TranscriptSession[]> {
+    if (!(await this.store.has(name))) throw new ClientError(`no loop named '${name}'`, 'not_found')
+    return this.store.transcript(name)
   }
 
   /** The live process that owns the loop, or null when none does. */

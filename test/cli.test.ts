@@ -178,6 +178,35 @@ describe.concurrent('loopstate CLI', () => {
     expect(refused.stderr).toBe('loopstate: continue: loop short: it completed: continue it with a follow-up message (say)\n')
   })
 
+  it('log prints each session as a chat log (also as JSON, one session, following an ended loop)', MANY_PROCESSES, async (t) => {
+    const s = await sandbox(t)
+    const run = await s.cli(['run', fixture('plain.md'), '--model', scripted('ok.json'), '--workspace', s.workspace, '--data', s.data])
+    expect(run.code, run.stderr).toBe(0)
+    const log = await s.cli(['log', 'add-a-greeting', '--data', s.data])
+    expect(log.code, log.stderr).toBe(0)
+    expect(log.stdout).toMatch(/^── session 1 · coder · coding · iteration 1 · /)
+    expect(log.stdout).toMatch(/\n── session 2 · auditor · auditing · iteration 1 · /)
+    expect(log.stdout).toContain('[assistant] → write_file {"path":"hello.txt"')
+    expect(log.stdout).toMatch(/\[tool write_file\] wrote \d+ bytes to hello.txt/)
+    const json = await s.cli(['log', 'add-a-greeting', '--json', '--data', s.data])
+    const sessions = JSON.parse(json.stdout) as { id: number; head: { role: string }; messages: { role: string }[] }[]
+    expect(sessions.map((x) => [x.id, x.head.role])).toEqual([
+      [1, 'coder'],
+      [2, 'auditor'],
+    ])
+    expect(sessions[0]!.messages[0]!.role).toBe('system')
+    const one = await s.cli(['log', 'add-a-greeting', '--session', '2', '--data', s.data])
+    expect(one.stdout).toMatch(/^── session 2 · auditor/)
+    expect(one.stdout).not.toContain('session 1')
+    const missing = await s.cli(['log', 'add-a-greeting', '--session', '9', '--data', s.data])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toBe('loopstate: log: loop add-a-greeting has no session 9 on file (sessions: 1, 2)\n')
+    // the loop has ended: --follow prints what there is and returns
+    const follow = await s.cli(['log', 'add-a-greeting', '--follow', '--data', s.data])
+    expect(follow.code).toBe(0)
+    expect(follow.stdout).toBe(log.stdout)
+  })
+
   it('exits 1 when the model fails fatally', async (t) => {
     const s = await sandbox(t)
     const r = await s.cli(['run', fixture('plain.md'), '--model', scripted('fatal.json'), '--workspace', s.workspace, '--data', s.data])

@@ -15,6 +15,7 @@ import type { ForkOptions } from './fork.ts'
 import type { HistoryOptions } from './history.ts'
 import type { InspectOptions } from './inspect.ts'
 import type { ListOptions } from './list.ts'
+import type { LogOptions } from './log.ts'
 import type { ResumeOptions } from './resume.ts'
 import type { RunOptions } from './run.ts'
 import type { StatusOptions } from './status.ts'
@@ -127,6 +128,16 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--json', 'JSON array of history entries (without the snapshots: hasSnapshot says where one is kept)')
     .option('--data <dir>', HELP.data)
     .action((name: string, opts: HistoryOptions) => act(import('./history.ts').then((m) => m.historyCommand(cli, name, opts))))
+
+  program
+    .command('log')
+    .description("print what the loop's models said and did, session by session (tool calls, results, re-prompts)")
+    .argument('<name>', 'loop name')
+    .option('--session <n>', 'only session N', positive)
+    .option('--json', 'JSON array of sessions: { id, head, messages }')
+    .option('--follow', 'keep printing new messages until the loop ends')
+    .option('--data <dir>', HELP.data)
+    .action((name: string, opts: LogOptions) => act(import('./log.ts').then((m) => m.logCommand(cli, name, opts))))
 
   program
     .command('fork')
