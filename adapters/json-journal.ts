@@ -41,6 +41,8 @@ interface Written {
 export class JournalFiles {
   readonly #written = new Map<string, Written>()
   readonly #appends = new Map<string, Promise<void>>()
+  /** Each loop's append waiting for the one in flight (lines join it). */
+  readonly #batches = new Map<string, { lines: string; trimFrom: number | null; done: Promise<void> }>()
   /** Loops whose file may end in a torn line (not appended to by this process yet). */
   readonly #checked = new Set<string>()
   #dirReady: Promise<unknown> | null = null
@@ -130,32 +132,43 @@ export class JournalFiles {
   }
 
   #append(name: string, lines: string, newSession: number | null): Promise<void> {
+    // Lines that come while the loop's append waits for the one in flight join it: one write.
+    const waiting = this.#batches.get(name)
+    if (waiting) {
+      waiting.lines += lines
+      if (newSession !== null) waiting.trimFrom = newSession
+      return waiting.done
+    }
     const path = this.layout.journal(name)
+    const batch = { lines, trimFrom: newSession, done: null as unknown as Promise<void> }
     const previous = this.#appends.get(name) ?? Promise.resolve()
-    const done = previous
+    batch.done = previous
       .catch(() => {})
       .then(async () => {
+        this.#batches.delete(name)
         this.#dirReady ??= mkdir(this.layout.journalDir, { recursive: true }).catch((err) => {
           this.#dirReady = null
           throw err
         })
         await this.#dirReady
-        let text = lines
+        let text = batch.lines
         if (!this.#checked.has(name)) {
           // A crash may have torn the last line: this append starts on a line of its own.
           if (!endsWithNewline(path)) text = `\n${text}`
           this.#checked.add(name)
         }
         await appendFile(path, text)
-        if (newSession !== null && newSession > this.keepSessions) await this.#trim(name, newSession - this.keepSessions + 1)
+        const session = batch.trimFrom
+        if (session !== null && session > this.keepSessions) await this.#trim(name, session - this.keepSessions + 1)
       })
       .catch((err: unknown) => {
         // Not on file: the next save writes the session whole again.
         this.#written.delete(name)
         throw err
       })
-    this.#appends.set(name, done)
-    return done
+    this.#batches.set(name, batch)
+    this.#appends.set(name, batch.done)
+    return batch.done
   }
 
   /** Drops the sessions before `first` (a temp file renamed over the journal). */

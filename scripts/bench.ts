@@ -69,9 +69,9 @@ const SCENARIO = {
   auditor: [
     calls([report(12, 'off-by-one: the loop reads one byte past the end of the buffer')], 1400, 80),
     text('One bug open (F1). Not done yet.', 1500, 40),
-    calls([report(3, 'an empty input throws instead of returning null')], 1600, 80),
+    calls([resolveF('F1'), report(3, 'an empty input throws instead of returning null')], 1600, 80),
     text('F1 is fixed; one new bug open (F2). Not done yet.', 1700, 40),
-    calls([resolveF('F1'), resolveF('F2')], 1800, 60),
+    calls([resolveF('F2')], 1800, 60),
     text('F1 and F2 are fixed; no open findings. Clean.', 1900, 30),
   ],
 }
