@@ -145,4 +145,50 @@ describe('continue', () => {
     expect((await record('orig')).snapshot.context).toMatchObject({ reason: 'max_iterations', forkedFrom: null })
     expect((await record('orig')).snapshot.context.config.models).toEqual([a])
   })
+
+  it('after no_progress: a rework pass with the message, the count reset', async () => {
+    const m = await model('m', {
+      coder: [text('1'), text('2'), text('3'), text('4'), calls([['write_file', { path: 'a.js', content: 'right' }]]), text('did it')],
+      auditor: [bug(), text('Wrong.'), bug(), text('Wrong.'), bug(), text('Wrong.'), calls([['resolve_finding', { id: 'F1' }]]), text('Fixed.')],
+    })
+    const h = await e.start({ goal: 'g' }, { name: 'stuck', models: [m], workspace: ws })
+    expect(await h.done).toMatchObject({ reason: 'no_progress', iteration: 4 })
+    const again = await e.continue('stuck', { say: 'write a.js this time' })
+    expect(await again.done).toMatchObject({ status: 'completed', iteration: 5 })
+    expect((await record('stuck')).snapshot.context).toMatchObject({ passesWithoutProgress: 0, rework: 4 })
+  })
+
+  it('after max_section_attempts: the section gets more dirty audits', async () => {
+    const plan = '# Two\n\nShared.\n<!-- section -->\n## A\nWrite a.\n<!-- section -->\n## B\nWrite b.'
+    const summary = '<!-- summary -->\n### Done\nit\n### Deviations\nnone\n### Follow-ups\nnone\n<!-- /summary -->'
+    const m = await model('m', {
+      coder: [text('a1'), calls([['write_file', { path: 'a.txt', content: 'a' }]]), text('a2'), text('b'), text('fix')],
+      auditor: [bug(), text('Wrong.'), calls([['resolve_finding', { id: 'F1' }]]), text(`Fixed.\n${summary}`), text(`B fine.\n${summary}`), text('Whole plan fine.')],
+    })
+    const h = await e.start({ plan }, { name: 'sections', models: [m], workspace: ws, maxSectionAttempts: 0 })
+    expect(await h.done).toMatchObject({ reason: 'max_section_attempts' })
+    const again = await e.continue('sections', { more: 1 })
+    expect(await again.done).toMatchObject({ status: 'completed' })
+    const c = (await record('sections')).snapshot.context
+    expect(c.config.maxSectionAttempts).toBe(2)
+    expect(c.sectionStates.map((x) => x.status)).toEqual(['done', 'done'])
+  })
+
+  it('after error_max_retries and stall_timeout: the failed step again, its counts reset', async () => {
+    const flaky = await model('flaky', { coder: [error('ECONNREFUSED'), text('done')], auditor: [text('All good.')] })
+    const h = await e.start({ goal: 'g' }, { name: 'retries', models: [flaky], workspace: ws, maxRetries: 0 })
+    expect(await h.done).toMatchObject({ reason: 'error_max_retries' })
+    const again = await e.continue('retries')
+    expect(await again.done).toMatchObject({ status: 'completed', iteration: 1 })
+    expect((await record('retries')).snapshot.context).toMatchObject({ errorCount: 0, lastError: null })
+
+    // a scripted hang answers the same call the same way: the stalled step goes on on another model
+    const hang = await model('hang', { coder: [{ type: 'hang' }] })
+    const s = await e.start({ goal: 'g' }, { name: 'stalls', models: [hang], workspace: ws, stallTimeoutMs: 300, maxConsecutiveStalls: 1 })
+    expect(await s.done).toMatchObject({ status: 'stalled', reason: 'stall_timeout' })
+    const answers = await model('answers', { coder: [text('done')], auditor: [text('All good.')] })
+    const again2 = await e.continue('stalls', { models: [answers] })
+    expect(await again2.done).toMatchObject({ status: 'completed', iteration: 1 })
+    expect((await record('stalls')).snapshot.context.stalls).toBe(0)
+  })
 })
