@@ -6,6 +6,7 @@
  */
 import type { Role } from './chat.types.ts'
 import { parseSummary } from './summary.ts'
+import { SESSION_EXITS, type SessionExitCode } from './loop.types.ts'
 import type {
   AuditRecord,
   AuditVerdict,
@@ -86,7 +87,7 @@ export function toolErrorKind(toolName: string, content: string): string | null 
 export const NUDGE_MESSAGE = 'You have been silent for a while. Continue where you left off.'
 
 /** Failures after which the retry starts a fresh session instead of continuing the journal. */
-export const FRESH_START_ERRORS = new Set(['repetition', 'max_turns'])
+export const FRESH_START_ERRORS: ReadonlySet<string> = new Set<SessionExitCode>([SESSION_EXITS.repetition, SESSION_EXITS.maxTurns])
 
 /** Key of `context.calls`. */
 export const callKey = (role: Role, model: string) => `${role}:${model}`

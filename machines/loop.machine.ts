@@ -4,7 +4,7 @@
  * Pure: the session and commitWork actors are placeholders that services replace
  * with `.provide()`; every action, guard and delay is named here.
  */
-import { and, assign, fromCallback, fromPromise, sendTo, setup } from 'xstate'
+import { and, assertEvent, assign, fromCallback, fromPromise, sendTo, setup } from 'xstate'
 import type { Role } from './chat.types.ts'
 import { checkFindings, hasChecks, type ChecksInput } from './checks.ts'
 import { continuedContext } from './continue.ts'
@@ -28,6 +28,7 @@ import {
   wallNow,
 } from './loop.context.ts'
 import {
+  SESSION_EXITS,
   STATUS_OF_REASON,
   type CheckResult,
   type LoopContext,
@@ -75,7 +76,7 @@ const sessionClocksStopped = {
  */
 function takeCoderReply(next: 'auditing' | 'finalAuditing') {
   return assign<LoopContext, LoopEvent, undefined, LoopEvent, never>(({ context, event }) => {
-    if (event.type !== 'session.done') return {}
+    assertEvent(event, 'session.done')
     return {
       inbox: context.inbox.slice(event.delivered),
       note: null,
@@ -146,7 +147,7 @@ export const loopMachine = setup({
     onlySummaryMissing: ({ context }) => context.lastAudit?.verdict === 'summaryMissing',
     reworkExhausted: ({ context }) => context.rework >= context.config.maxIterations,
     errorIsFatal: ({ context }) => context.lastError !== null && !context.lastError.retryable,
-    errorIsNoOutput: ({ context }) => context.lastError?.code === 'no_output',
+    errorIsNoOutput: ({ context }) => context.lastError?.code === SESSION_EXITS.noOutput,
     retriesExhausted: ({ context }) => context.errorCount > context.config.maxRetries,
   },
   actions: {
@@ -178,7 +179,7 @@ export const loopMachine = setup({
       return inSession(context) ? { stallDeadline: fresh } : {}
     }),
     startJournal: assign(({ context, event }) => {
-      if (event.type !== 'session.started') return {}
+      assertEvent(event, 'session.started')
       const id = (context.sessions ?? 0) + 1
       return {
         sessions: id,
@@ -194,14 +195,12 @@ export const loopMachine = setup({
         },
       }
     }),
-    journalToolStarted: assign({
-      journal: ({ context, event }) =>
-        event.type === 'session.tool.started' && context.journal
-          ? { ...context.journal, running: [...context.journal.running, event.callId] }
-          : context.journal,
+    journalToolStarted: assign(({ context, event }) => {
+      assertEvent(event, 'session.tool.started')
+      return { journal: context.journal && { ...context.journal, running: [...context.journal.running, event.callId] } }
     }),
     journalToolFinished: assign(({ context, event }) => {
-      if (event.type !== 'session.tool.finished') return {}
+      assertEvent(event, 'session.tool.finished')
       const kind = toolErrorKind(event.name, event.content)
       return {
         journal: context.journal && {
@@ -216,7 +215,7 @@ export const loopMachine = setup({
       }
     }),
     journalNudge: assign(({ context, event }) => {
-      if (event.type !== 'session.nudged') return {}
+      assertEvent(event, 'session.nudged')
       return {
         calls: bump(context.calls, event.role, event.model),
         journal: context.journal && {
@@ -225,17 +224,15 @@ export const loopMachine = setup({
         },
       }
     }),
-    journalReprompt: assign({
-      journal: ({ context, event }) =>
-        event.type === 'session.reprompted' && context.journal
-          ? { ...context.journal, messages: [...context.journal.messages, { role: 'user' as const, content: event.content }] }
-          : context.journal,
+    journalReprompt: assign(({ context, event }) => {
+      assertEvent(event, 'session.reprompted')
+      const journal = context.journal
+      return { journal: journal && { ...journal, messages: [...journal.messages, { role: 'user' as const, content: event.content }] } }
     }),
-    journalCompaction: assign({
-      journal: ({ context, event }) =>
-        event.type === 'session.compacted' && context.journal
-          ? { ...context.journal, messages: event.messages, notes: [...(context.journal.notes ?? []), event.note] }
-          : context.journal,
+    journalCompaction: assign(({ context, event }) => {
+      assertEvent(event, 'session.compacted')
+      const journal = context.journal
+      return { journal: journal && { ...journal, messages: event.messages, notes: [...(journal.notes ?? []), event.note] } }
     }),
     /**
      * A session ended: its journal and its watchdog go, and wallMs is brought up to date
@@ -271,17 +268,21 @@ export const loopMachine = setup({
       },
     }),
     markPaused: assign({ status: 'paused' }),
-    applyContinue: assign(({ context, event }) => (event.type === 'loop.continue' ? continuedContext(context, event.options) : {})),
+    applyContinue: assign(({ context, event }) => {
+      assertEvent(event, 'loop.continue')
+      return continuedContext(context, event.options)
+    }),
     finish: assign({
       status: ({ context }) => STATUS_OF_REASON[context.reason ?? 'completed'],
       reason: ({ context }) => context.reason ?? 'completed',
       endedAt: () => Date.now(),
     }),
-    queueMessage: assign({
-      inbox: ({ context, event }) => (event.type === 'loop.say' ? [...context.inbox, event.text] : context.inbox),
+    queueMessage: assign(({ context, event }) => {
+      assertEvent(event, 'loop.say')
+      return { inbox: [...context.inbox, event.text] }
     }),
     recordTurn: assign(({ context, event }) => {
-      if (event.type !== 'session.turn') return {}
+      assertEvent(event, 'session.turn')
       return {
         usage: usageAfterTurn(context, event),
         calls: bump(context.calls, event.role, event.model),
@@ -305,29 +306,25 @@ export const loopMachine = setup({
         runningSince: context.runningSince === null ? null : Date.now(),
       }
     }),
-    addFinding: assign({
-      findings: ({ context, event }) => {
-        if (event.type !== 'session.finding.reported') return context.findings
-        if (context.findings.some((f) => f.id === event.finding.id)) return context.findings
-        return [...context.findings, event.finding]
-      },
-      nextFindingId: ({ context, event }) => {
-        if (event.type !== 'session.finding.reported') return context.nextFindingId
-        const n = Number(event.finding.id.replace(/^F/, ''))
-        return Number.isFinite(n) ? Math.max(context.nextFindingId, n + 1) : context.nextFindingId
-      },
+    addFinding: assign(({ context, event }) => {
+      assertEvent(event, 'session.finding.reported')
+      if (context.findings.some((f) => f.id === event.finding.id)) return {}
+      const n = Number(event.finding.id.replace(/^F/, ''))
+      return {
+        findings: [...context.findings, event.finding],
+        nextFindingId: Number.isFinite(n) ? Math.max(context.nextFindingId, n + 1) : context.nextFindingId,
+      }
     }),
-    resolveFinding: assign({
-      findings: ({ context, event }) =>
-        event.type === 'session.finding.resolved'
-          ? context.findings.map((f) => (f.id === event.id ? { ...f, status: 'resolved' as const } : f))
-          : context.findings,
+    resolveFinding: assign(({ context, event }) => {
+      assertEvent(event, 'session.finding.resolved')
+      return { findings: context.findings.map((f) => (f.id === event.id ? { ...f, status: 'resolved' as const } : f)) }
     }),
     /** The session ended normally: drop what its prompt delivered. */
     consumeDelivered: assign(deliveryConsumed),
-    recordAudit: assign(({ context, event }) =>
-      event.type === 'session.done' ? judgeAudit(context, event.text) : {},
-    ),
+    recordAudit: assign(({ context, event }) => {
+      assertEvent(event, 'session.done')
+      return judgeAudit(context, event.text)
+    }),
     enterFinalAuditing: assign({ phase: 'finalAuditing' }),
     takeCoderReply: takeCoderReply('auditing'),
     takeFixReply: takeCoderReply('finalAuditing'),
@@ -360,7 +357,7 @@ export const loopMachine = setup({
       note: 'Your previous audit reply had no summary block. Audit again and end your reply with the summary block.',
     }),
     recordFailure: assign(({ context, event }) => {
-      if (event.type !== 'session.failed') return {}
+      assertEvent(event, 'session.failed')
       return {
         errorCount: context.errorCount + 1,
         modelFailures: context.modelFailures + 1,

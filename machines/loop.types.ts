@@ -229,10 +229,20 @@ export interface LoopInput {
 }
 
 /** Serializable error as kept in context. */
+/**
+ * How a session can end other than with a reply, as the chart reads it (services/
+ * session.ts throws them): `max_turns` (it used its model calls) and `repetition`
+ * (the same tool call again and again) retry with a fresh session; `no_output`
+ * (no reply even when asked again) ends the loop.
+ */
+export const SESSION_EXITS = { maxTurns: 'max_turns', repetition: 'repetition', noOutput: 'no_output' } as const
+export type SessionExitCode = (typeof SESSION_EXITS)[keyof typeof SESSION_EXITS]
+
 export interface LoopError {
   name: string
   message: string
-  code: string
+  /** A `SessionExitCode`, a provider's code (`model_not_found`, `rate_limited`, `ECONNREFUSED` …), or `internal`. */
+  code: SessionExitCode | (string & {})
   retryable: boolean
 }
 

@@ -16,6 +16,7 @@ import {
   type ToolCall,
 } from '../adapters/model-provider.ts'
 import { NUDGE_MESSAGE } from '../machines/loop.machine.ts'
+import { SESSION_EXITS } from '../machines/loop.types.ts'
 import type { Tool, ToolContext } from './tool-types.ts'
 import { toolCallsInText } from './text-tool-calls.ts'
 import { runTool } from './tools.ts'
@@ -134,7 +135,7 @@ export class ModelSession {
     for (;;) {
       if (o.signal.aborted) throw abortedError()
       if (turns >= o.maxTurns) {
-        throw new ProviderError(`session: the ${o.role} made ${turns} model calls without finishing`, 'max_turns', true)
+        throw new ProviderError(`session: the ${o.role} made ${turns} model calls without finishing`, SESSION_EXITS.maxTurns, true)
       }
       await this.fitContext(messages)
       if (o.signal.aborted) throw abortedError()
@@ -233,7 +234,7 @@ export class ModelSession {
       if (strikes >= STRIKE_LIMIT) {
         throw new ProviderError(
           `session: the ${o.role} kept repeating the same tool call (${call.name}) after ${strikes} warnings`,
-          'repetition',
+          SESSION_EXITS.repetition,
           true,
         )
       }
@@ -278,7 +279,7 @@ export class ModelSession {
   private askForReply(messages: ChatMessage[]): void {
     const previous = messages[messages.length - 2]
     if (previous?.role === 'user' && previous.content === EMPTY_REPLY_MESSAGE) {
-      throw new ProviderError(`session: the ${this.opts.role} ended without a reply`, 'no_output', false)
+      throw new ProviderError(`session: the ${this.opts.role} ended without a reply`, SESSION_EXITS.noOutput, false)
     }
     messages.push({ role: 'user', content: EMPTY_REPLY_MESSAGE })
     this.opts.observer.reprompted(EMPTY_REPLY_MESSAGE)
