@@ -17,7 +17,7 @@
 import { closeSync, openSync, readFileSync, readSync, fstatSync } from 'node:fs'
 import { appendFile, mkdir, rename, writeFile } from 'node:fs/promises'
 import type { ChatMessage } from '../machines/chat.types.ts'
-import type { SessionJournal } from '../machines/loop.types.ts'
+import type { CheckResult, SessionJournal } from '../machines/loop.types.ts'
 import type { DataDirLayout } from './data-dir.ts'
 import type { LoopRecord, TranscriptSession } from './snapshot-store.ts'
 
@@ -26,6 +26,16 @@ export type { TranscriptSession }
 /** A record's journal as saved: its messages are on file. */
 type SavedJournal = SessionJournal & { onDisk?: number }
 
+
+/** A line of a journal file: a session's head, one of its messages, or a run of the checks after it. */
+interface JournalLine {
+  s: number
+  h?: TranscriptSession['head']
+  i?: number
+  m?: ChatMessage
+  checks?: CheckResult[]
+  at?: string
+}
 
 /** Sessions a journal file keeps (the running one included): older ones are dropped as new ones start. */
 export const KEEP_SESSIONS = 40
@@ -41,6 +51,8 @@ interface Written {
 export class JournalFiles {
   readonly #written = new Map<string, Written>()
   readonly #appends = new Map<string, Promise<void>>()
+  /** The last run of each loop's checks written (by identity; what a record read had counts as written). */
+  readonly #checks = new Map<string, unknown>()
   /** Each loop's append waiting for the one in flight (lines join it). */
   readonly #batches = new Map<string, { lines: string; trimFrom: number | null; done: Promise<void> }>()
   /** Loops whose file may end in a torn line (not appended to by this process yet). */
@@ -61,15 +73,24 @@ export class JournalFiles {
     const name = record.name
     const context = record.snapshot.context
     const journal = context.journal as SavedJournal | null
+    // A new run of the checks (after the pass of session `sessions`) goes to the transcript too.
+    const checks = context.lastChecks ?? null
+    let checkLine = ''
+    if (checks !== null && checks !== this.#checks.get(name)) {
+      checkLine = `${JSON.stringify({ s: context.sessions ?? 0, checks, at: new Date().toISOString() })}\n`
+    }
+    this.#checks.set(name, checks)
     // no session (or one of an older loopstate, kept whole in the record): nothing to wait for
-    if (journal === null || typeof journal.id !== 'number') return { record, written: Promise.resolve() }
+    if (journal === null || typeof journal.id !== 'number') {
+      return { record, written: checkLine === '' ? Promise.resolve() : this.#append(name, checkLine, null).catch(() => {}) }
+    }
     const messages = journal.messages
     const before = this.#written.get(name)
     const fresh = before === undefined || before.id !== journal.id
     const appendOnly =
       !fresh && before.count <= messages.length && (before.count === 0 || messages[before.count - 1] === before.last)
     const from = appendOnly ? before.count : 0
-    let lines = ''
+    let lines = checkLine
     if (fresh) {
       const head = { role: journal.role, phase: journal.phase, iteration: journal.iteration, section: journal.sectionIndex, at: new Date().toISOString() }
       lines += `${JSON.stringify({ s: journal.id, h: head })}\n`
@@ -93,6 +114,8 @@ export class JournalFiles {
    */
   hydrate(record: LoopRecord, onProblem: (message: string) => void): LoopRecord {
     const context = record.snapshot.context
+    // the checks as saved are on file already: only a later run is written
+    this.#checks.set(record.name, context.lastChecks ?? null)
     const journal = context.journal as SavedJournal | null
     if (journal === null || typeof journal.id !== 'number' || journal.onDisk === undefined) return record
     const { onDisk, ...rest } = journal
@@ -116,6 +139,7 @@ export class JournalFiles {
       let s = sessions.get(line.s)
       if (!s) sessions.set(line.s, (s = { id: line.s, head: null, messages: [] }))
       if (line.h) s.head = line.h
+      else if (line.checks) s.checks = [...(s.checks ?? []), { at: line.at ?? '', results: line.checks }]
       else if (typeof line.i === 'number' && line.m) s.messages[line.i] = line.m
     }
     return [...sessions.values()].sort((a, b) => a.id - b.id).map((s) => ({ ...s, messages: s.messages.filter(Boolean) }))
@@ -197,19 +221,19 @@ export class JournalFiles {
     return found
   }
 
-  #lines(name: string): { s: number; h?: TranscriptSession['head']; i?: number; m?: ChatMessage }[] {
+  #lines(name: string): JournalLine[] {
     let text: string
     try {
       text = readFileSync(this.layout.journal(name), 'utf8')
     } catch {
       return []
     }
-    const out: { s: number; h?: TranscriptSession['head']; i?: number; m?: ChatMessage }[] = []
+    const out: JournalLine[] = []
     for (const l of text.split('\n')) {
       if (l === '') continue
       try {
         const v = JSON.parse(l) as { s?: unknown }
-        if (typeof v === 'object' && v !== null && typeof v.s === 'number') out.push(v as (typeof out)[number])
+        if (typeof v === 'object' && v !== null && typeof v.s === 'number') out.push(v as JournalLine)
       } catch {
         // torn by a crash
       }

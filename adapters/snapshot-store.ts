@@ -8,6 +8,7 @@ import type { PersistedLoop } from '../machines/persisted.ts'
 import type { ClaimStore } from './claims.ts'
 import type { CommandInbox } from './inbox.ts'
 import type { ChatMessage } from '../machines/chat.types.ts'
+import type { CheckResult } from '../machines/loop.types.ts'
 
 export type { PersistedLoop }
 
@@ -58,6 +59,8 @@ export interface TranscriptSession {
   id: number
   head: { role: string; phase: string; iteration: number; section: number; at: string } | null
   messages: ChatMessage[]
+  /** The runs of the loop's checks after this (coder) session's pass. */
+  checks?: { at: string; results: CheckResult[] }[]
 }
 
 /** An entry before the store numbers it. */

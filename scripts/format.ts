@@ -231,5 +231,8 @@ export function transcriptText(s: TranscriptSession): string {
       if (m.content.trim() === '' && (m.toolCalls ?? []).length === 0) out.push('[assistant] (empty reply)')
     }
   }
+  for (const run of s.checks ?? []) {
+    for (const c of run.results) block(`[check ${c.name}]`, c.passed ? c.outcome : `FAILS (${c.outcome})${c.tail.trim() ? `\n${c.tail}` : ''}`)
+  }
   return out.join('\n')
 }

@@ -77,6 +77,14 @@ describe('checks', () => {
     expect(c.lastChecks).toEqual([expect.objectContaining({ name: 'unit', passed: true, outcome: 'exit code 0' })])
     const history = await e.history('gated')
     expect(history.filter((x) => x.to === 'running.checking')).toHaveLength(2)
+    // the results are in the transcript, after the coder sessions whose passes they checked
+    const sessions = await new JsonStore(data).transcript('gated')
+    expect(sessions.map((x) => [x.head?.role, (x.checks ?? []).map((r) => r.results.map((c) => c.outcome))])).toEqual([
+      ['coder', [['exit code 3']]],
+      ['auditor', []],
+      ['coder', [['exit code 0']]],
+      ['auditor', []],
+    ])
   })
 
   it('the prompts carry a failing check: exit code and the end of its output; the auditor cannot resolve it', async () => {
