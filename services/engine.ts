@@ -67,7 +67,7 @@ export class Engine {
   constructor(options: EngineOptions) {
     this.dataDir = resolve(options.dataDir ?? 'data')
     this.onProblem = options.onProblem ?? ((m) => console.error(m))
-    this.store = options.store ?? new JsonStore(this.dataDir, { onProblem: this.onProblem })
+    this.store = options.store ?? new JsonStore(this.dataDir, { onProblem: this.onProblem, keepSessions: options.keepSessions })
     this.ownership = new Ownership(this.store, this.onProblem)
     this.models = new ProviderCache({ scripted: scriptedFactory(), ...options.providers })
     // A store of another kind (MemoryStore) has no data dir unless one was named.

@@ -138,4 +138,22 @@ describe('session journal files', () => {
     // the record kept none of it
     expect((await readdir(join(dir, 'data', 'journal')))).toEqual(['kept.jsonl'])
   })
+
+  it('createEngine({ keepSessions }) bounds what a loop keeps', async () => {
+    const model = join(dir, 'm.json')
+    const bug = calls([['report_finding', { file: 'a.txt', line: 1, severity: 'bug', message: 'wrong' }]])
+    await writeFile(model, JSON.stringify({
+      coder: [calls([['write_file', { path: 'a.txt', content: '1' }]]), text('1'), calls([['write_file', { path: 'a.txt', content: '2' }]]), text('2')],
+      auditor: [bug, text('Wrong.'), calls([['resolve_finding', { id: 'F1' }]]), text('Fixed.')],
+    }))
+    const e = await createEngine({ dataDir: join(dir, 'data'), onProblem: () => {}, keepSessions: 2 })
+    const h = await e.start({ goal: 'g' }, { name: 'bounded', models: [`scripted:${model}`], workspace: dir })
+    expect(await h.done).toMatchObject({ status: 'completed', iteration: 2 })
+    await e.close()
+    const sessions = await new JsonStore(join(dir, 'data')).transcript('bounded')
+    expect(sessions.map((s) => [s.id, s.head?.role])).toEqual([
+      [3, 'coder'],
+      [4, 'auditor'],
+    ])
+  })
 })

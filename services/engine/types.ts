@@ -25,6 +25,8 @@ export interface EngineOptions {
   resume?: boolean
   /** History entries kept per loop (older ones are dropped). @default 500 */
   historyLimit?: number
+  /** Sessions whose transcripts each loop's journal file keeps (JSON store; `loopstate log`). @default 40 */
+  keepSessions?: number
   /**
    * Apply commands (cancel, pause, say) that other processes leave in the data dir.
    * @default true when the store is the JSON store of `dataDir`
