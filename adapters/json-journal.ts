@@ -114,8 +114,9 @@ export class JournalFiles {
    */
   hydrate(record: LoopRecord, onProblem: (message: string) => void): LoopRecord {
     const context = record.snapshot.context
-    // the checks as saved are on file already: only a later run is written
-    this.#checks.set(record.name, context.lastChecks ?? null)
+    // the checks as saved are on file already: only a later run is written (what this store
+    // wrote itself it knows better: a read of a loop it is writing changes nothing)
+    if (!this.#checks.has(record.name)) this.#checks.set(record.name, context.lastChecks ?? null)
     const journal = context.journal as SavedJournal | null
     if (journal === null || typeof journal.id !== 'number' || journal.onDisk === undefined) return record
     const { onDisk, ...rest } = journal
@@ -127,7 +128,9 @@ export class JournalFiles {
           'its session starts over',
       )
     }
-    this.#written.set(record.name, usable ? { id: journal.id, count: onDisk, last: found.at(-1) ?? null } : { id: -1, count: 0, last: null })
+    if (this.#written.get(record.name)?.id !== journal.id) {
+      this.#written.set(record.name, usable ? { id: journal.id, count: onDisk, last: found.at(-1) ?? null } : { id: -1, count: 0, last: null })
+    }
     const restored = usable ? { ...rest, messages: found } : null
     return { ...record, snapshot: { ...record.snapshot, context: { ...context, journal: restored } } }
   }

@@ -74,6 +74,17 @@ describe('session journal files', () => {
     expect(at80.lastRecord).toBeLessThan(20_000)
   })
 
+  it('a read of a loop this store is writing does not make it write the session again', async () => {
+    const store = new JsonStore(dir)
+    const record = withJournal('alpha', 1, ['sys', 'a'])
+    await store.put(record)
+    await store.list() // e.g. engine.list() while the loop runs
+    const j = record.snapshot.context.journal!
+    await store.put({ ...record, snapshot: { ...record.snapshot, context: { ...record.snapshot.context, journal: { ...j, messages: [...j.messages, { role: 'user', content: 'b' }] } } } })
+    const lines = (await readFile(dataDirLayout(dir).journal('alpha'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { i?: number })
+    expect(lines.map((l) => l.i ?? 'head')).toEqual(['head', 0, 1, 2])
+  })
+
   it('uses only the messages its record counts: lines a crash left past them are not read back', async () => {
     const store = new JsonStore(dir)
     await store.put(withJournal('alpha', 1, ['sys', 'a', 'b']))
