@@ -8,6 +8,7 @@ import { and, assertEvent, assign, fromCallback, fromPromise, sendTo, setup } fr
 import type { Role } from './chat.types.ts'
 import { checkFindings, hasChecks, type ChecksInput } from './checks.ts'
 import { continuedContext } from './continue.ts'
+import { compacted, journaled, journalStarted, nudged, reprompted, toolFinished, toolStarted, turnMessage } from './journal.ts'
 import { noProgressError, passOutcome, progressLimitReached } from './progress.ts'
 import { parseSummary } from './summary.ts'
 import {
@@ -23,7 +24,6 @@ import {
   overBudget,
   roleOfPhase,
   stallPassedWhileDown,
-  toolErrorKind,
   usageAfterTurn,
   wallNow,
 } from './loop.context.ts'
@@ -180,59 +180,27 @@ export const loopMachine = setup({
     }),
     startJournal: assign(({ context, event }) => {
       assertEvent(event, 'session.started')
-      const id = (context.sessions ?? 0) + 1
-      return {
-        sessions: id,
-        journal: {
-          id,
-          phase: context.phase,
-          iteration: context.iteration,
-          sectionIndex: context.sectionIndex,
-          role: roleOfPhase(context.phase),
-          messages: event.messages,
-          delivered: event.delivered,
-          running: [],
-        },
-      }
+      return journalStarted(context, event)
     }),
     journalToolStarted: assign(({ context, event }) => {
       assertEvent(event, 'session.tool.started')
-      return { journal: context.journal && { ...context.journal, running: [...context.journal.running, event.callId] } }
+      return toolStarted(context, event)
     }),
     journalToolFinished: assign(({ context, event }) => {
       assertEvent(event, 'session.tool.finished')
-      const kind = toolErrorKind(event.name, event.content)
-      return {
-        journal: context.journal && {
-          ...context.journal,
-          running: context.journal.running.filter((id) => id !== event.callId),
-          messages: [
-            ...context.journal.messages,
-            { role: 'tool' as const, content: event.content, toolCallId: event.callId, toolName: event.name },
-          ],
-        },
-        ...(kind !== null ? { toolErrors: { ...context.toolErrors, [kind]: (context.toolErrors?.[kind] ?? 0) + 1 } } : {}),
-      }
+      return toolFinished(context, event)
     }),
     journalNudge: assign(({ context, event }) => {
       assertEvent(event, 'session.nudged')
-      return {
-        calls: bump(context.calls, event.role, event.model),
-        journal: context.journal && {
-          ...context.journal,
-          messages: [...context.journal.messages, { role: 'user' as const, content: event.content }],
-        },
-      }
+      return nudged(context, event)
     }),
     journalReprompt: assign(({ context, event }) => {
       assertEvent(event, 'session.reprompted')
-      const journal = context.journal
-      return { journal: journal && { ...journal, messages: [...journal.messages, { role: 'user' as const, content: event.content }] } }
+      return reprompted(context, event)
     }),
     journalCompaction: assign(({ context, event }) => {
       assertEvent(event, 'session.compacted')
-      const journal = context.journal
-      return { journal: journal && { ...journal, messages: event.messages, notes: [...(journal.notes ?? []), event.note] } }
+      return compacted(context, event)
     }),
     /**
      * A session ended: its journal and its watchdog go, and wallMs is brought up to date
@@ -286,18 +254,7 @@ export const loopMachine = setup({
       return {
         usage: usageAfterTurn(context, event),
         calls: bump(context.calls, event.role, event.model),
-        journal: context.journal && {
-          ...context.journal,
-          messages: [
-            ...context.journal.messages,
-            {
-              role: 'assistant' as const,
-              content: event.message.content,
-              toolCalls: event.message.toolCalls,
-              ...(event.message.fromText ? { fromText: true as const } : {}),
-            },
-          ],
-        },
+        journal: journaled(context.journal, turnMessage(event)),
         errorCount: 0,
         modelFailures: 0,
         lastError: null,

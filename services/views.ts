@@ -115,10 +115,6 @@ export function recordOf(snapshot: PersistedLoop, createdAt: string, queued = fa
   }
 }
 
-export function contextOf(record: LoopRecord): LoopContext {
-  return record.snapshot.context
-}
-
 export function viewOf(record: LoopRecord, now = Date.now()): LoopView {
   const c = record.snapshot.context
   const u = c.usage.total
@@ -142,7 +138,7 @@ export function viewOf(record: LoopRecord, now = Date.now()): LoopView {
 }
 
 export function detailOf(record: LoopRecord): LoopDetail {
-  const c = contextOf(record)
+  const c = record.snapshot.context
   return {
     ...viewOf(record),
     workspace: c.workspace,

@@ -19,7 +19,7 @@ import type { LogOptions } from './log.ts'
 import type { ResumeOptions } from './resume.ts'
 import type { RunOptions } from './run.ts'
 import type { StatusOptions } from './status.ts'
-import { CliError, cliOf, collect, count, message, positive, type Cli, type CliIo, type DataFlag } from './shared.ts'
+import { CliError, cliOf, collect, count, message, positive, repeatable, type Cli, type CliIo, type DataFlag } from './shared.ts'
 
 export type { CliIo }
 
@@ -96,7 +96,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
       '--check <command>',
       'a command the engine runs in the workspace after every coder pass, e.g. "npm test" (no shell); ' +
         'a failing check is a blocking finding: the loop completes only when every check passes; repeatable',
-      (value: string, previous: string[]) => [...previous, value],
+      repeatable,
       [],
     )
     .option('--name <name>', 'loop name (default: from the plan title)')
@@ -148,7 +148,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--workspace <dir>', "where the copy of the workspace goes (default: beside the original, '<workspace>.<new name>'); must not exist")
     .option('--model <spec>', 'coder model(s) for the fork (the auditor\'s too when they were the same)', collect, [])
     .option('--say <text>', 'a message for the fork\'s next prompt')
-    .option('--check <command>', 'a check added to the fork\'s; repeatable', (value: string, previous: string[]) => [...previous, value], [])
+    .option('--check <command>', 'a check added to the fork\'s; repeatable', repeatable, [])
     .option('--ollama-host <url>', HELP.ollama)
     .option('--inspect [url]', HELP.inspect)
     .option('--data <dir>', HELP.data)
@@ -179,7 +179,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--more <n>', 'rework passes added (default 5)', positive)
     .option('--say <text>', 'a message for the next prompt (a completed loop needs one)')
     .option('--model <spec>', 'coder model(s) instead of the loop\'s (the auditor\'s too when they were the same)', collect, [])
-    .option('--check <command>', 'a check added to the loop\'s; repeatable', (value: string, previous: string[]) => [...previous, value], [])
+    .option('--check <command>', 'a check added to the loop\'s; repeatable', repeatable, [])
     .option('--max-tokens <n>', 'raise the token budget', positive)
     .option('--max-cost-usd <n>', 'raise the cost budget', (v: string) => {
       const n = Number(v)

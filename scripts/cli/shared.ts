@@ -49,6 +49,11 @@ export function collect(value: string, previous: string[]): string[] {
   return [...previous, ...value.split(',').map((s) => s.trim()).filter((s) => s !== '')]
 }
 
+/** A flag given again adds a value (kept whole: a command line may hold commas). */
+export function repeatable(value: string, previous: string[]): string[] {
+  return [...previous, value]
+}
+
 export function count(value: string): number {
   if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError('expected a non-negative integer.')
   return Number(value)
