@@ -1,7 +1,8 @@
 /**
  * The model provider contract: one streaming chat call with tools, abortable.
- * Implementations: `scripted` (adapters/scripted-provider.ts) and `ollama`
- * (adapters/ollama-provider.ts). The message types live with the machine
+ * Implementations: `scripted` (adapters/scripted-provider.ts), `ollama`
+ * (adapters/ollama-provider.ts) and `openai` with its presets
+ * (adapters/openai-provider.ts); a user's own is loaded by adapters/provider-module.ts. The message types live with the machine
  * (machines/chat.types.ts), which journals them.
  */
 import type { ChatMessage, Role, ToolCall } from '../machines/chat.types.ts'
@@ -66,12 +67,16 @@ export interface ModelProvider {
  */
 export class ProviderError extends Error {
   override readonly name = 'ProviderError'
+  /** How long the server asked to wait before the next try (a 429's `Retry-After`), in ms. */
+  readonly retryAfterMs?: number
   constructor(
     message: string,
     readonly code: string,
     readonly retryable: boolean,
+    options: { retryAfterMs?: number } = {},
   ) {
     super(message)
+    if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs
   }
 }
 

@@ -18,6 +18,7 @@ import {
   type ToolCall,
   type ToolSpec,
 } from './model-provider.ts'
+import { causeMessage, count, isAbortError, isTerminated, NETWORK_CODES, networkCode, oneLine, parseToolArguments, stripThinking } from './provider-errors.ts'
 
 /** Where Ollama listens unless told otherwise. */
 export const DEFAULT_OLLAMA_HOST = 'http://127.0.0.1:11434'
@@ -206,10 +207,12 @@ export class OllamaProvider implements ModelProvider {
         }
         for (const raw of calls) {
           // Ollama gives no ids (or ones of its own): ids name role, call and position, like the scripted provider's.
+          const parsed = parseToolArguments(raw.function?.arguments)
           const toolCall: ToolCall = {
             id: `${role}-${callNumber}-${toolCalls.length + 1}`,
             name: raw.function?.name ?? '',
-            arguments: toArguments(raw.function?.arguments),
+            arguments: parsed.arguments,
+            ...(parsed.error !== undefined ? { argumentsError: parsed.error } : {}),
           }
           toolCalls.push(toolCall)
           request.onChunk?.({ toolCall })
@@ -317,21 +320,6 @@ class MalformedStreamError extends Error {
   override readonly name = 'MalformedStreamError'
 }
 
-const NETWORK_CODES: Record<string, { code: string; what: string }> = {
-  ECONNREFUSED: { code: 'connection_refused', what: 'connection refused; is Ollama running (ollama serve)?' },
-  ECONNRESET: { code: 'connection_reset', what: 'connection reset' },
-  EPIPE: { code: 'connection_reset', what: 'connection reset' },
-  UND_ERR_SOCKET: { code: 'connection_reset', what: 'connection closed by the server' },
-  ECONNABORTED: { code: 'connection_reset', what: 'connection aborted' },
-  ETIMEDOUT: { code: 'timeout', what: 'timed out' },
-  UND_ERR_CONNECT_TIMEOUT: { code: 'timeout', what: 'connect timed out' },
-  UND_ERR_HEADERS_TIMEOUT: { code: 'timeout', what: 'no response headers within the fetch timeout' },
-  UND_ERR_BODY_TIMEOUT: { code: 'timeout', what: 'the response body stalled past the fetch timeout' },
-  ENOTFOUND: { code: 'host_not_found', what: 'host name not found' },
-  EAI_AGAIN: { code: 'host_not_found', what: 'host name lookup failed' },
-  EHOSTUNREACH: { code: 'unreachable', what: 'host unreachable' },
-  ENETUNREACH: { code: 'unreachable', what: 'network unreachable' },
-}
 
 /**
  * Classifies any failure of an Ollama call (HTTP status, network error, broken
@@ -347,7 +335,7 @@ export function classifyOllamaError(err: unknown, model: string, host: string): 
   const fail = (code: string, text: string, retryable: boolean) => new ProviderError(`ollama: ${text}`, code, retryable)
 
   if (err instanceof MalformedStreamError) return fail('bad_response', `${host}: ${message.replace(/^ollama: /, '')}`, true)
-  if (err instanceof StreamCutError || /did not receive done/i.test(message) || (err instanceof TypeError && message === 'terminated')) {
+  if (err instanceof StreamCutError || /did not receive done/i.test(message) || isTerminated(err)) {
     return fail('stream_cut', `${host} cut the response stream of ${model} mid-message`, true)
   }
   if (err instanceof SyntaxError) return fail('bad_response', `${host} sent a response that is not JSON (${oneLine(message)})`, true)
@@ -358,7 +346,8 @@ export function classifyOllamaError(err: unknown, model: string, host: string): 
   const code = networkCode(err)
   if (code !== undefined && NETWORK_CODES[code]) {
     const known = NETWORK_CODES[code]
-    return fail(known.code, `cannot reach ${host}: ${known.what} (${code})`, true)
+    const hint = known.code === 'connection_refused' ? '; is Ollama running (ollama serve)?' : ''
+    return fail(known.code, `cannot reach ${host}: ${known.what}${hint} (${code})`, true)
   }
   if (/socket hang up/i.test(message)) return fail('connection_reset', `cannot reach ${host}: socket hang up`, true)
   if (err instanceof TypeError && /fetch failed/i.test(message)) {
@@ -398,34 +387,8 @@ function modelNotFound(model: string, host: string): ProviderError {
   return new ProviderError(`ollama: model ${model} is not available on ${host}; run \`ollama pull ${model}\``, 'model_not_found', false)
 }
 
-/** The first errno-like code down the cause chain (`fetch failed` → SocketError → …). */
-function networkCode(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; depth++) {
-    const code = (e as { code?: unknown }).code
-    if (typeof code === 'string' && code !== '') return code
-    // AggregateError (e.g. both IPv4 and IPv6 refused) carries the codes in `errors`.
-    const inner = (e as { errors?: unknown }).errors
-    if (Array.isArray(inner) && inner.length > 0) {
-      const found = networkCode(inner[0])
-      if (found) return found
-    }
-    e = (e as { cause?: unknown }).cause
-  }
-  return undefined
-}
 
-function causeMessage(err: Error): string | undefined {
-  const cause = (err as { cause?: unknown }).cause
-  return cause instanceof Error && cause.message ? cause.message : undefined
-}
 
-function isAbortError(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 3; depth++) {
-    if ((e as { name?: unknown }).name === 'AbortError') return true
-    e = (e as { cause?: unknown }).cause
-  }
-  return false
-}
 
 /**
  * An error response as `{"error": …}` JSON: the client console.logs while it reads
@@ -497,31 +460,4 @@ function toOllamaTool(spec: ToolSpec): Tool {
     type: 'function',
     function: { name: spec.name, description: spec.description, parameters: spec.parameters as NonNullable<Tool['function']['parameters']> },
   }
-}
-
-/** Tool arguments as an object (some servers or models send a JSON string). */
-function toArguments(raw: unknown): Record<string, unknown> {
-  let value = raw
-  if (typeof value === 'string') {
-    try {
-      value = JSON.parse(value)
-    } catch {
-      return {}
-    }
-  }
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {}
-}
-
-/** Drops a leading `<think>…</think>` block that some models put into the content. */
-function stripThinking(content: string): string {
-  const match = /^\s*<think>[\s\S]*?<\/think>\s*/.exec(content)
-  return match ? content.slice(match[0].length) : content
-}
-
-function count(n: number | undefined): number {
-  return typeof n === 'number' && Number.isFinite(n) && n > 0 ? n : 0
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ').trim()
 }

@@ -10,6 +10,11 @@ export interface ToolCall {
   id: string
   name: string
   arguments: Record<string, unknown>
+  /**
+   * Set when the model's arguments could not be read as a JSON object (`arguments`
+   * is then `{}`): the tool is not run, and the model is told why.
+   */
+  argumentsError?: string
 }
 
 export type ChatMessage =

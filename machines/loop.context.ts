@@ -170,6 +170,20 @@ export function backoffMs(config: LoopContext['config']['retryBackoff'], n: numb
   return Math.max(0, Math.min(config.maxMs, Math.round(jittered)))
 }
 
+/**
+ * The wait before the next retry: the backoff, or longer when the last failure
+ * said how long to wait (a 429's `Retry-After`), up to `MAX_RETRY_AFTER_MS`.
+ */
+export function retryDelayMs(context: Pick<LoopContext, 'config' | 'errorCount' | 'lastError'>, random = Math.random): number {
+  const backoff = backoffMs(context.config.retryBackoff, context.errorCount, random)
+  const asked = context.lastError?.retryAfterMs
+  if (asked === undefined || !Number.isFinite(asked) || asked <= backoff) return backoff
+  return Math.min(asked, MAX_RETRY_AFTER_MS)
+}
+
+/** The longest `Retry-After` honoured (a server asking for a day is waited on for an hour, then asked again). */
+export const MAX_RETRY_AFTER_MS = 3_600_000
+
 export const clampDelay = (ms: number) => Math.min(MAX_DELAY_MS, Math.max(0, ms))
 
 /** The section an audit in the current phase judges (null: the whole plan). */

@@ -12,7 +12,6 @@ import { compacted, journaled, journalStarted, nudged, reprompted, toolFinished,
 import { noProgressError, passOutcome, progressLimitReached } from './progress.ts'
 import { parseSummary } from './summary.ts'
 import {
-  backoffMs,
   bump,
   clampDelay,
   currentModel,
@@ -22,6 +21,7 @@ import {
   judgeAudit,
   MAX_DELAY_MS,
   overBudget,
+  retryDelayMs,
   roleOfPhase,
   stallPassedWhileDown,
   usageAfterTurn,
@@ -164,7 +164,7 @@ export const loopMachine = setup({
     }),
     clearStall: assign({ stallDeadline: null }),
     armRetry: assign({
-      retryDeadline: ({ context }) => Date.now() + backoffMs(context.config.retryBackoff, context.errorCount),
+      retryDeadline: ({ context }) => Date.now() + retryDelayMs(context),
     }),
     clearRetry: assign({ retryDeadline: null }),
     /**

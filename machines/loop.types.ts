@@ -244,6 +244,8 @@ export interface LoopError {
   /** A `SessionExitCode`, a provider's code (`model_not_found`, `rate_limited`, `ECONNREFUSED` …), or `internal`. */
   code: SessionExitCode | (string & {})
   retryable: boolean
+  /** The wait the server asked for (a 429's `Retry-After`), in ms: the backoff is at least this. */
+  retryAfterMs?: number
 }
 
 export interface AuditRecord {

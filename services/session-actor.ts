@@ -24,7 +24,13 @@ export interface LoopServiceDeps {
 /** Plain, serializable error for the loop's context. */
 export function toLoopError(err: unknown): LoopError {
   if (err instanceof ProviderError) {
-    return { name: err.name, message: err.message, code: err.code, retryable: err.retryable }
+    return {
+      name: err.name,
+      message: err.message,
+      code: err.code,
+      retryable: err.retryable,
+      ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+    }
   }
   const e = err instanceof Error ? err : new Error(String(err))
   return { name: e.name, message: e.message, code: 'internal', retryable: false }

@@ -37,13 +37,19 @@ function errorText(err: unknown, call: { arguments: Record<string, unknown> }, w
  */
 export async function runTool(
   tools: Tool[],
-  call: { name: string; arguments: Record<string, unknown> },
+  call: { name: string; arguments: Record<string, unknown>; argumentsError?: string },
   ctx: ToolContext,
 ): Promise<ToolResult> {
   const tool = tools.find((t) => t.spec.name === call.name)
   if (!tool) {
     const available = tools.map((t) => t.spec.name).join(', ') || 'none'
     return { ok: false, content: `error: unknown tool '${call.name}' for the ${ctx.role} (available: ${available})` }
+  }
+  if (call.argumentsError !== undefined) {
+    return {
+      ok: false,
+      content: `error: invalid arguments: ${call.argumentsError}; the call was not run. Call ${call.name} again with its arguments as one JSON object.`,
+    }
   }
   const args = call.arguments !== null && typeof call.arguments === 'object' ? call.arguments : {}
   try {

@@ -3,30 +3,65 @@
  * data dir with the providers and inspector of the flags, and one loop followed to
  * its end with a progress line.
  */
+import type { ProviderFactory } from '../../adapters/model-provider.ts'
 import type { LoopOutput } from '../../machines/loop.types.ts'
 import type { Engine, LoopHandle } from '../../services/engine.ts'
 import type { LoopDetail } from '../../services/views.ts'
 import { showProgress, stopOnSignals, type Progress } from '../follow.ts'
 import { plural, resultLine, shortPath } from '../format.ts'
+import { readConfigFile, type ProviderSettings } from './config.ts'
 import { CliError, EXIT_CODES, message, type Cli, type ProviderFlags } from './shared.ts'
 
-/** The `ollama` section of a `--config` file. */
-export interface OllamaConfig {
-  host?: string
-  numCtxCap?: number
+export type EngineFlags = ProviderFlags & {
+  /** The provider sections of a config file the command read already (`run`). */
+  settings?: ProviderSettings
+  maxConcurrent?: number
 }
 
-export type EngineFlags = ProviderFlags & { ollama?: OllamaConfig; maxConcurrent?: number }
-
-/** Model providers beyond `scripted`: Ollama on the host of the flag, the config file or OLLAMA_HOST. */
-async function providersFor(flags: EngineFlags) {
+/**
+ * Model providers beyond `scripted`: Ollama on the host of the flag, the config file
+ * or OLLAMA_HOST; every OpenAI-compatible scheme (adapters/openai-config.ts); and the
+ * provider modules of `--provider` and the config's `providers`.
+ */
+async function providersFor(flags: EngineFlags): Promise<Record<string, ProviderFactory>> {
+  const settings = flags.settings ?? (flags.config ? (await readConfigFile(flags.config)).providers : {})
   const { ollamaFactory, resolveOllamaHost } = await import('../../adapters/ollama-provider.ts')
+  const { OPENAI_PRESETS, resolveOpenAI } = await import('../../adapters/openai-config.ts')
+  const { openaiFactory } = await import('../../adapters/openai-provider.ts')
+  const factories: Record<string, ProviderFactory> = {}
   try {
-    const host = resolveOllamaHost(flags.ollamaHost, flags.ollama?.host)
-    return { ollama: ollamaFactory({ host, numCtxCap: flags.ollama?.numCtxCap }) }
+    const host = resolveOllamaHost(flags.ollamaHost, settings.ollama?.host)
+    factories.ollama = ollamaFactory({ host, numCtxCap: settings.ollama?.numCtxCap })
+    for (const scheme of Object.keys(OPENAI_PRESETS) as (keyof typeof OPENAI_PRESETS)[]) {
+      factories[scheme] = openaiFactory(resolveOpenAI(scheme, { flagBaseURL: flags.openaiBaseUrl, config: settings.openai }))
+    }
   } catch (e) {
     throw new CliError(message(e))
   }
+  const modules: { scheme?: string; file: string; cwd?: string }[] = [
+    ...Object.entries(settings.providers ?? {}).map(([scheme, file]) => ({ scheme, file })),
+    ...(flags.provider ?? []).map(providerFlag),
+  ]
+  if (modules.length > 0) {
+    const { loadProviderModule } = await import('../../adapters/provider-module.ts')
+    const builtIn = ['scripted', ...Object.keys(factories)]
+    for (const m of modules) {
+      let loaded
+      try {
+        loaded = await loadProviderModule(m.file, { builtIn, ...(m.scheme !== undefined ? { scheme: m.scheme } : {}) })
+      } catch (e) {
+        throw new CliError(message(e))
+      }
+      factories[loaded.scheme] = loaded.factory
+    }
+  }
+  return factories
+}
+
+/** `--provider [scheme=]file`: a scheme before `=` names the provider, else the module does. */
+function providerFlag(value: string): { scheme?: string; file: string } {
+  const m = /^([a-z][a-z0-9+.-]*)=(.+)$/.exec(value)
+  return m ? { scheme: m[1]!, file: m[2]! } : { file: value }
 }
 
 /** An engine on `dataDir` that restores nothing by itself: each command picks the loops it drives. */

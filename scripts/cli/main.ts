@@ -26,6 +26,11 @@ export type { CliIo }
 const HELP = {
   data: 'data directory (default: $LOOPSTATE_DATA or ./data)',
   ollama: 'Ollama server for ollama:<model> (default: the config file, $OLLAMA_HOST, http://127.0.0.1:11434)',
+  openai:
+    'OpenAI-compatible server for openai:<model>, e.g. http://127.0.0.1:8080/v1 (default: the config file, $OPENAI_BASE_URL, ' +
+    'https://api.openai.com/v1); the key is read from $OPENAI_API_KEY',
+  provider: 'a provider module of your own for its scheme: --provider ./my-provider.js or --provider myscheme=./file.js; repeatable',
+  config: 'JSON file whose provider sections (ollama, openai, providers) are used',
   inspect:
     'stream the loop actors to a WebSocket inspector: `loopstate inspect` (default ws://127.0.0.1:4747) or stately.ai/inspect',
 }
@@ -81,7 +86,8 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--goal <text>', 'work on a goal text instead of a plan file')
     .option(
       '--model <spec>',
-      'coder model, e.g. ollama:qwen3:8b or scripted:scenario.json; repeat or comma-separate for a fallback chain',
+      'coder model, e.g. ollama:qwen3:8b, openai:gpt-4.1-mini, llamacpp:any, openrouter:qwen/qwen3-coder or ' +
+        'scripted:scenario.json; repeat or comma-separate for a fallback chain',
       collect,
       [],
     )
@@ -100,8 +106,14 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
       [],
     )
     .option('--name <name>', 'loop name (default: from the plan title)')
-    .option('--config <file>', 'JSON file of loop options (maxRetries, stallTimeoutMs, budget, …, ollama: { host, numCtxCap }); flags win')
+    .option(
+      '--config <file>',
+      'JSON file of loop options (maxRetries, stallTimeoutMs, budget, …) and provider sections ' +
+        '(ollama: { host, numCtxCap }, openai: { baseURL, apiKeyEnv, headers, contextLength }, providers: { scheme: file }); flags win',
+    )
     .option('--ollama-host <url>', HELP.ollama)
+    .option('--openai-base-url <url>', HELP.openai)
+    .option('--provider <[scheme=]file>', HELP.provider, repeatable, [])
     .option('--inspect [url]', HELP.inspect)
     .option('--data <dir>', HELP.data)
     .action((plan: string | undefined, opts: RunOptions) => act(import('./run.ts').then((m) => m.runCommand(cli, plan, opts))))
@@ -150,6 +162,9 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--say <text>', 'a message for the fork\'s next prompt')
     .option('--check <command>', 'a check added to the fork\'s; repeatable', repeatable, [])
     .option('--ollama-host <url>', HELP.ollama)
+    .option('--openai-base-url <url>', HELP.openai)
+    .option('--provider <[scheme=]file>', HELP.provider, repeatable, [])
+    .option('--config <file>', HELP.config)
     .option('--inspect [url]', HELP.inspect)
     .option('--data <dir>', HELP.data)
     .action((name: string, opts: ForkOptions) => act(import('./fork.ts').then((m) => m.forkCommand(cli, name, opts))))
@@ -163,6 +178,9 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--all', 'restore every unfinished loop no process runs and drive them here (paused ones stay paused)')
     .option('--max-concurrent <n>', 'with --all: loops run at once (default 3); the others wait as queued', positive)
     .option('--ollama-host <url>', HELP.ollama)
+    .option('--openai-base-url <url>', HELP.openai)
+    .option('--provider <[scheme=]file>', HELP.provider, repeatable, [])
+    .option('--config <file>', HELP.config)
     .option('--inspect [url]', HELP.inspect)
     .option('--data <dir>', HELP.data)
     .action((name: string | undefined, opts: ResumeOptions) =>
@@ -188,6 +206,9 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     })
     .option('--max-wall-ms <n>', 'raise the running-time budget', positive)
     .option('--ollama-host <url>', HELP.ollama)
+    .option('--openai-base-url <url>', HELP.openai)
+    .option('--provider <[scheme=]file>', HELP.provider, repeatable, [])
+    .option('--config <file>', HELP.config)
     .option('--inspect [url]', HELP.inspect)
     .option('--data <dir>', HELP.data)
     .action((name: string, opts: ContinueOptions) => act(import('./continue.ts').then((m) => m.continueCommand(cli, name, opts))))

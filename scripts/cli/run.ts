@@ -1,8 +1,8 @@
 /** `loopstate run [PLAN] | --goal TEXT`: starts a loop and drives it here to its end. */
-import { readFile } from 'node:fs/promises'
 import type { LoopOptions } from '../../services/config.ts'
 import type { LoopTaskSpec } from '../../services/engine.ts'
-import { drive, type OllamaConfig } from './drive.ts'
+import { readConfigFile } from './config.ts'
+import { drive } from './drive.ts'
 import { CliError, dataDirOf, message, type Cli, type DataFlag, type ProviderFlags } from './shared.ts'
 
 export interface RunOptions extends ProviderFlags, DataFlag {
@@ -14,13 +14,12 @@ export interface RunOptions extends ProviderFlags, DataFlag {
   maxIterations?: number
   check: string[]
   name?: string
-  config?: string
 }
 
 export async function runCommand(cli: Cli, plan: string | undefined, opts: RunOptions): Promise<number> {
   if (plan !== undefined && opts.goal !== undefined) throw new CliError('run: give a plan file or --goal, not both')
   if (plan === undefined && opts.goal === undefined) throw new CliError('run: a plan file or --goal TEXT is required')
-  const { loop: fromFile, ollama } = opts.config ? await readConfigFile(opts.config) : { loop: {}, ollama: {} }
+  const { loop: fromFile, providers: settings } = opts.config ? await readConfigFile(opts.config) : { loop: {}, providers: {} }
   const models = opts.model.length > 0 ? opts.model : fromFile.models
   if (!models || models.length === 0) throw new CliError('run: --model is required (e.g. --model scripted:scenario.json)')
   const loopOptions: LoopOptions = { ...fromFile, models }
@@ -31,7 +30,7 @@ export async function runCommand(cli: Cli, plan: string | undefined, opts: RunOp
   const dataDir = dataDirOf(opts)
 
   return drive(cli, dataDir, {
-    providers: { ...opts, ollama },
+    providers: { ...opts, settings },
     begin: (engine) =>
       engine.start(spec, { ...loopOptions, name: opts.name, workspace: opts.workspace, inPlace: opts.inPlace }),
     startedLine: (detail) =>
@@ -54,42 +53,4 @@ export async function checksOf(commands: string[]): Promise<{ run: string[] }[]>
     if (run.length === 0) throw new CliError('--check: the command is empty')
     return { run }
   })
-}
-
-/**
- * Reads a `--config` JSON file: loop options (every LoopOptions field, `models`
- * optional) and an optional `ollama: { host, numCtxCap }` section.
- */
-async function readConfigFile(file: string): Promise<{ loop: Partial<LoopOptions>; ollama: OllamaConfig }> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    throw new CliError(`config: ${file}: ${code === 'ENOENT' ? 'file not found' : message(e)}`)
-  }
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (e) {
-    throw new CliError(`config: ${file}: not valid JSON (${message(e)})`)
-  }
-  const { loopOptionsSchema } = await import('../../services/config.ts')
-  const z = await import('zod/mini')
-  const schema = z.extend(z.partial(loopOptionsSchema), {
-    ollama: z.optional(
-      z.strictObject({
-        host: z.optional(z.string().check(z.minLength(1))),
-        numCtxCap: z.optional(z.int().check(z.positive())),
-      }),
-    ),
-  })
-  const parsed = schema.safeParse(json)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''
-    throw new CliError(`config: ${file}: ${where}${issue.message}`)
-  }
-  const { ollama, ...loop } = parsed.data
-  return { loop, ollama: ollama ?? {} }
 }

@@ -67,6 +67,12 @@ export function positive(value: string): number {
 /** Flags of the commands that run loops: where the model providers are, where to stream inspection. */
 export interface ProviderFlags {
   ollamaHost?: string
+  /** `--openai-base-url`: the server of `openai:<model>`. */
+  openaiBaseUrl?: string
+  /** `--provider [scheme=]file`, repeatable: provider modules of the user's. */
+  provider?: string[]
+  /** `--config FILE`: its provider sections (run reads its loop options too). */
+  config?: string
   /** `--inspect [url]`: true streams to the local viewer's default address. */
   inspect?: string | boolean
 }
