@@ -80,10 +80,11 @@ describe('the bundled CLI', () => {
   const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
 
   beforeAll(async () => {
-    const info = (await build({ outDir: out, quiet: true })) as { sources: string[] } | null
+    const info = (await build({ outDir: out, quiet: true })) as { sources: string[]; types: string | null } | null
     expect(info, 'esbuild is a devDependency: the build must run').not.toBeNull()
     expect(info!.sources).toContain('services/engine.ts')
     expect(info!.sources).toContain('scripts/cli.ts')
+    expect(info!.types, 'typescript is a devDependency: the declarations must be emitted').toBe('types/')
     return () => rm(out, { recursive: true, force: true })
   }, 60_000)
 
@@ -139,6 +140,25 @@ describe('the bundled CLI', () => {
     const r = await node(['script.mjs'], dir)
     expect(r.code, r.stderr).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ name: 'say-done', status: 'completed', reason: 'completed', iteration: 1 })
+  })
+
+  it("builds every entry of package.json's exports: its module and its declarations", async () => {
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { exports: Record<string, string | { types: string; import: string }> }
+    const entries = Object.entries(manifest.exports).filter((e): e is [string, { types: string; import: string }] => typeof e[1] !== 'string')
+    expect(entries.map(([name]) => name)).toEqual(['.', './stores', './providers', './inspector'])
+    // ./dist/x in package.json is <out>/x here
+    const built = (path: string) => {
+      expect(path).toMatch(/^\.\/dist\//)
+      return join(out, path.slice('./dist/'.length))
+    }
+    const oneExport: Record<string, string> = { '.': 'createEngine', './stores': 'MemoryStore', './providers': 'scriptedFactory', './inspector': 'startViewer' }
+    const dir = await tempDir('loopstate-bundle-')
+    for (const [name, { types, import: module }] of entries) {
+      expect(await readFile(built(types), 'utf8'), name).toMatch(/^export /m)
+      const r = await node(['--input-type=module', '-e', `console.log(Object.keys(await import(${JSON.stringify(pathToFileURL(built(module)).href)})).sort().join())`], dir)
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout.trim().split(','), name).toContain(oneExport[name])
+    }
   })
 
   it('serves the viewer page from the package', async () => {

@@ -1,6 +1,6 @@
 /** The loop's context maths on their own (machines/loop.context.ts). */
 import { describe, expect, it } from 'vitest'
-import { backoffMs, initialContext, judgeAudit, overBudget, toolErrorKind } from '../machines/loop.context.ts'
+import { backoffMs, initialContext, judgeAudit, MAX_RETRY_AFTER_MS, overBudget, retryDelayMs, toolErrorKind } from '../machines/loop.context.ts'
 import type { Finding, LoopContext } from '../machines/loop.types.ts'
 import { resolveConfig } from '../services/config.ts'
 import { goalTask, parsePlan } from '../services/plan.ts'
@@ -58,9 +58,22 @@ describe('budgets, backoff, tool errors', () => {
     expect(backoffMs(cfg, 1, () => 1)).toBe(1200)
   })
 
+  it("retryDelayMs waits at least a failure's retryAfterMs (capped at an hour), else the backoff", () => {
+    const config = resolveConfig({ models: ['s:m'], retryBackoff: { baseMs: 1000, maxMs: 5000, jitter: 0 } })
+    const error = (retryAfterMs?: number) => ({ name: 'ProviderError', message: 'm', code: 'rate_limited', retryable: true, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
+    const at = (lastError: LoopContext['lastError'], errorCount = 1) => retryDelayMs({ config, errorCount, lastError }, () => 0.5)
+    expect(at(null)).toBe(1000)
+    expect(at(error())).toBe(1000)
+    expect(at(error(30_000))).toBe(30_000)
+    expect(at(error(500), 3)).toBe(4000) // the backoff is longer than the server asked
+    expect(at(error(86_400_000))).toBe(MAX_RETRY_AFTER_MS)
+    expect(at(error(Number.NaN))).toBe(1000)
+  })
+
   it('toolErrorKind names the tool and the first clause of its error', () => {
     expect(toolErrorKind('create_file', "error: unknown tool 'create_file' for the coder (available: read_file)")).toBe("unknown tool 'create_file'")
     expect(toolErrorKind('read_file', "error: path '../x' is outside the workspace")).toBe("read_file: path '../x' is outside the workspace")
     expect(toolErrorKind('read_file', 'line 1: hello')).toBeNull()
+    expect(toolErrorKind('write_file', 'error: invalid arguments: not valid JSON (Unterminated string): {"path')).toBe('write_file: invalid arguments')
   })
 })

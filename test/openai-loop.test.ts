@@ -122,17 +122,22 @@ describe('openai loop', () => {
     expect(await handle.done).toMatchObject({ status: 'cancelled' })
   })
 
-  it('nudges a stream that stalls: the call is aborted on the wire and the loop completes', async () => {
-    const { server, engine } = await engineOn({
-      models: { [MODEL]: { scenario: { coder: [text('Done with the plan, all written.', 10, 2)], auditor: [text('Clean.', 10, 2)] } } },
+  for (const [what, fault, chunks] of [
+    ['a stream that stalls mid-answer', { kind: 'stall', afterChunks: 2 }, 2],
+    ['a server that takes the request and never answers', { kind: 'hang' }, 0],
+  ] as const) {
+    it(`nudges ${what}: the call is aborted on the wire and the loop completes`, async () => {
+      const { server, engine } = await engineOn({
+        models: { [MODEL]: { scenario: { coder: [text('Done with the plan, all written.', 10, 2)], auditor: [text('Clean.', 10, 2)] } } },
+      })
+      server.fault(fault, { times: 1 })
+      const handle = await engine.start({ plan: PLAN }, { models: [`openai:${MODEL}`], workspace: dir, stallTimeoutMs: 300, ...quickRetries })
+      expect(await handle.done).toMatchObject({ status: 'completed', reason: 'completed' })
+      const [stalled, nudged] = server.chats()
+      expect(stalled).toMatchObject({ outcome: `fault:${fault.kind}`, chunks, closedEarly: true })
+      expect(nudged!.body.messages.map((m: { role: string }) => m.role)).toEqual(['system', 'user', 'user'])
     })
-    server.fault({ kind: 'stall', afterChunks: 2 }, { times: 1 })
-    const handle = await engine.start({ plan: PLAN }, { models: [`openai:${MODEL}`], workspace: dir, stallTimeoutMs: 300, ...quickRetries })
-    expect(await handle.done).toMatchObject({ status: 'completed', reason: 'completed' })
-    const [stalled, nudged] = server.chats()
-    expect(stalled).toMatchObject({ outcome: 'fault:stall', closedEarly: true })
-    expect(nudged!.body.messages.map((m: { role: string }) => m.role)).toEqual(['system', 'user', 'user'])
-  })
+  }
 
   for (const [what, body, code, hint] of [
     ['the context window is exceeded', OPENAI_ERROR_BODIES.contextLlamacpp, 'context_length', /contextLength/],

@@ -65,6 +65,17 @@ async function exists(p: string): Promise<boolean> {
 }
 
 describe('workspace tools', () => {
+  it('does not run a call whose arguments the provider could not read, and says why', async () => {
+    const { ctx } = context('coder')
+    const call = { name: 'write_file', arguments: {}, argumentsError: 'not valid JSON (Unterminated string in JSON at position 20): {"path": "a.ts", "con' }
+    const result = await runTool(toolsFor('coder', NO_COMMANDS), call, ctx)
+    expect(result).toEqual({
+      ok: false,
+      content: `error: invalid arguments: ${call.argumentsError}; the call was not run. Call write_file again with its arguments as one JSON object.`,
+    })
+    expect(await readdir(ctx.workspace)).toEqual([])
+  })
+
   it('writes, reads, edits and lists files', async () => {
     expect(await coder('write_file', { path: 'src/a.ts', content: 'const a = 1\nconst b = 2\n' })).toEqual({
       ok: true,

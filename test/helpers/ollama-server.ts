@@ -25,11 +25,11 @@
  * Server faults (`fault()`) other than `slow` never consume a scenario entry: the
  * request after the fault gets the entry the faulty one would have had.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Role } from '../../adapters/model-provider.ts'
-import { parseScenario, type Scenario, type ScenarioEntry } from '../../adapters/scenario.ts'
+import type { Scenario } from '../../adapters/scenario.ts'
 import { splitText } from '../../adapters/scripted-provider.ts'
+import { answerOf, json, loadModels, nextEntry, notFound, protocolServer, readRequest, roleOf, track, type ModelState, type StreamFormat } from './protocol-server.ts'
 
 export interface ModelScript {
   /** The model's answers: a parsed scenario or scenario JSON. @default no entries */
@@ -106,79 +106,24 @@ export interface OllamaTestServer {
   close(): Promise<void>
 }
 
-interface ModelState {
-  script: ModelScript
-  scenario: Scenario
-  cursor: Record<Role, number>
+const MAX_TEXT_CHUNKS = 4
+const NDJSON: StreamFormat = {
+  headers: () => ({ 'Content-Type': 'application/x-ndjson' }),
+  frame: (line) => `${JSON.stringify(line)}\n`,
+  broken: '{"model": "broken", "message": {\n',
 }
 
-const MAX_TEXT_CHUNKS = 4
-
 export async function startOllamaServer(script: OllamaServerScript): Promise<OllamaTestServer> {
-  const models = new Map<string, ModelState>()
-  for (const [name, s] of Object.entries(script.models)) {
-    const raw = s.scenario ?? {}
-    const scenario = 'source' in raw ? (raw as Scenario) : parseScenario(raw, `ollama-server:${name}`)
-    models.set(name, { script: s, scenario, cursor: { coder: 0, auditor: 0 } })
-  }
+  const models = loadModels(script.models, 'ollama-server')
   const requests: RecordedRequest[] = []
-  const sockets = new Set<Socket>()
-  const timers = new Set<NodeJS.Timeout>()
-  let current: { fault: ServerFault; left: number } | null = null
-  let closed = false
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (ms <= 0 || closed) return resolve()
-      const timer = setTimeout(() => {
-        timers.delete(timer)
-        resolve()
-      }, ms)
-      timers.add(timer)
-    })
-
-  /** The active fault if it applies to this request (and counts it as used). */
-  const takeFault = (path: string, stream: boolean): ServerFault | null => {
-    if (!current) return null
-    const f = current.fault
-    const applies =
-      f.kind === 'reset' ||
-      ((f.kind === 'status' || f.kind === 'hang') && ((f.on ?? 'chat') === 'any' || path === `/api/${f.on ?? 'chat'}`)) ||
-      (f.kind !== 'status' && f.kind !== 'hang' && path === '/api/chat' && stream)
-    if (!applies) return null
-    if (--current.left <= 0) current = null
-    return f
-  }
+  const base = protocolServer<ServerFault>()
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?')[0]!
-    const text = await readBody(req)
-    let body: any = null
-    try {
-      body = text ? JSON.parse(text) : null
-    } catch {
-      body = null
-    }
-    const record: RecordedRequest = { method: req.method ?? 'GET', path, body, outcome: 'ok', chunks: 0, closedEarly: false }
-    requests.push(record)
-    res.on('close', () => {
-      if (!res.writableFinished) record.closedEarly = true
-    })
+    const { path, body } = await readRequest(req)
+    const record = track(requests, { method: req.method ?? 'GET', path, body, outcome: 'ok', chunks: 0, closedEarly: false }, res)
     const stream = path === '/api/chat' && body?.stream !== false
-    const fault = takeFault(path, stream)
-    if (fault?.kind === 'reset') {
-      record.outcome = 'fault:reset'
-      req.socket.destroy()
-      return
-    }
-    if (fault?.kind === 'hang') {
-      record.outcome = 'fault:hang'
-      return
-    }
-    if (fault?.kind === 'status') {
-      record.outcome = `fault:status:${fault.status}`
-      return json(res, fault.status, { error: fault.error ?? `test fault ${fault.status}` })
-    }
+    const fault = base.takeFault((on) => path === `/api/${on}`, stream)
+    if (base.answerFault(fault, req, record, (f) => json(res, f.status, { error: f.error ?? `test fault ${f.status}` }))) return
 
     if (req.method === 'GET' && path === '/api/version') return json(res, 200, { version: '0.12.6' })
     if (req.method === 'GET' && path === '/api/tags') {
@@ -204,7 +149,7 @@ export async function startOllamaServer(script: OllamaServerScript): Promise<Oll
     }
     if (req.method === 'POST' && path === '/api/chat') return chat(body, record, res, fault, stream)
     record.outcome = 'not_found'
-    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('404 page not found')
+    notFound(res)
   }
 
   const chat = async (body: any, record: RecordedRequest, res: ServerResponse, fault: ServerFault | null, stream: boolean) => {
@@ -217,30 +162,16 @@ export async function startOllamaServer(script: OllamaServerScript): Promise<Oll
     const messages: { role: string; content: string }[] = Array.isArray(body?.messages) ? body.messages : []
     const role = roleOf(messages)
     record.role = role
-    const used = state.cursor[role]
-    const entry = state.scenario[role][used]
-    if (!entry) {
+    const queued = nextEntry(state, role, fault)
+    if (!queued) {
       record.outcome = 'exhausted'
-      return json(res, 400, { error: `ollama-test-server: no more ${role} turns for model '${name}' (used ${used})` })
+      return json(res, 400, { error: `ollama-test-server: no more ${role} turns for model '${name}' (used ${state.cursor[role]})` })
     }
-    // A failed answer does not use up the entry: the retry gets it again (a slow one is an answer).
-    if (!fault || fault.kind === 'slow') state.cursor[role] = used + 1
     const started = Date.now()
-
-    if (entry.type === 'hang') {
-      record.outcome = 'hang'
-      return
-    }
-    await sleep(entry.delayMs ?? 0)
-    if (closed || res.destroyed) return
+    const entry = await base.prelude(queued, record, res)
+    if (!entry) return
     if (entry.type === 'error') {
-      record.outcome = `error:${entry.error}`
       switch (entry.error) {
-        case 'ECONNREFUSED':
-        case 'ECONNRESET':
-        case 'ETIMEDOUT':
-          res.socket?.destroy()
-          return
         case 'rate_limited':
           return json(res, 429, { error: entry.message ?? 'too many requests' })
         case 'server_error':
@@ -290,93 +221,25 @@ export async function startOllamaServer(script: OllamaServerScript): Promise<Oll
     if (!state.script.toolCallsInFinalChunk) {
       for (const call of toolCalls) lines.push({ model: name, created_at, message: { role: 'assistant', content: '', tool_calls: [call] }, done: false })
     }
-    res.writeHead(200, { 'Content-Type': 'application/x-ndjson' })
-    res.flushHeaders()
-    const faultAt = fault && 'afterChunks' in fault ? Math.min(fault.afterChunks, lines.length) : -1
-    record.outcome = fault ? `fault:${fault.kind}` : 'ok'
-    for (let i = 0; i <= lines.length; i++) {
-      if (i === faultAt && fault) {
-        switch (fault.kind) {
-          case 'cut':
-            res.socket?.destroy()
-            return
-          case 'end':
-            res.end()
-            return
-          case 'stall':
-            return
-          case 'stream_error':
-            res.end(`${JSON.stringify({ error: fault.error })}\n`)
-            return
-          case 'malformed':
-            res.write('{"model": "broken", "message": {\n')
-            break
-        }
-      }
-      if (fault?.kind === 'slow') await sleep(fault.delayMs)
-      if (closed || res.destroyed) return
-      const line = i < lines.length ? lines[i] : finalOf()
-      res.write(`${JSON.stringify(line)}\n`)
-      record.chunks++
-    }
-    res.end()
+    return base.stream(res, record, fault, NDJSON, lines, [finalOf])
   }
 
-  const server: Server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent) json(res, 500, { error: `ollama-test-server: ${(err as Error).message}` })
-      else res.destroy()
-    })
-  })
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-
-  const listen = (port: number) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-  const stopListening = () =>
-    new Promise<void>((resolve) => {
-      if (!server.listening) return resolve()
-      server.close(() => resolve())
-      for (const socket of sockets) socket.destroy()
-    })
-
-  await listen(0)
-  const port = (server.address() as { port: number }).port
+  const port = await base.start(handle, (res, err) => json(res, 500, { error: `ollama-test-server: ${err.message}` }))
 
   return {
     host: `http://127.0.0.1:${port}`,
     port,
     requests,
     chats: (model) => requests.filter((r) => r.path === '/api/chat' && (model === undefined || r.body?.model === model)),
-    fault(fault, options = {}) {
-      current = fault ? { fault, left: options.times ?? Infinity } : null
-    },
-    async refuse() {
-      await stopListening()
-      // Lets clients see their pooled connections close, so the next request connects anew (and is refused).
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    },
-    accept: () => listen(port),
+    fault: base.fault,
+    refuse: base.refuse,
+    accept: base.accept,
     consumed: (model, role) => models.get(model)?.cursor[role] ?? 0,
-    async close() {
-      closed = true
-      for (const timer of timers) clearTimeout(timer)
-      timers.clear()
-      await stopListening()
-      for (const socket of sockets) socket.destroy()
-    },
+    close: base.close,
   }
 }
 
-function showResponse({ script, scenario }: ModelState) {
+function showResponse({ script, scenario }: ModelState<ModelScript>) {
   const arch = script.architecture ?? 'llama'
   const contextLength = script.contextLength === undefined ? (scenario.contextLength ?? 40_960) : script.contextLength
   return {
@@ -395,36 +258,3 @@ function showResponse({ script, scenario }: ModelState) {
     modified_at: new Date(0).toISOString(),
   }
 }
-
-/** Role by the system prompt: "You are the auditor …" is the auditor's, anything else the coder's. */
-function roleOf(messages: { role: string; content: string }[]): Role {
-  const system = messages.find((m) => m.role === 'system')?.content ?? ''
-  return /\byou are the auditor\b/i.test(system) ? 'auditor' : 'coder'
-}
-
-function answerOf(entry: Exclude<ScenarioEntry, { type: 'hang' | 'error' }>, messages: { content: string }[]) {
-  const text = entry.text ?? ''
-  const toolCalls = entry.type === 'tool_calls' ? entry.calls : []
-  const inputChars = messages.reduce((n, m) => n + String(m.content ?? '').length, 0)
-  const outputChars = text.length + toolCalls.reduce((n, c) => n + JSON.stringify(c).length, 0)
-  return {
-    text,
-    toolCalls,
-    input: entry.usage?.input ?? Math.max(1, Math.ceil(inputChars / 4)),
-    output: entry.usage?.output ?? Math.max(1, Math.ceil(outputChars / 4)),
-  }
-}
-
-function json(res: ServerResponse, status: number, value: unknown): void {
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8' }).end(JSON.stringify(value))
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = []
-    req.on('data', (part: Buffer) => parts.push(part))
-    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')))
-    req.on('error', reject)
-  })
-}
-

@@ -29,11 +29,11 @@
  * request after the fault gets the entry the faulty one would have had.
  */
 import { randomBytes } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Role } from '../../adapters/model-provider.ts'
-import { parseScenario, type Scenario, type ScenarioEntry } from '../../adapters/scenario.ts'
+import type { Scenario } from '../../adapters/scenario.ts'
 import { splitText } from '../../adapters/scripted-provider.ts'
+import { answerOf, json as sendJson, loadModels, nextEntry, notFound, protocolServer, readRequest, roleOf, track, type ModelState, type StreamFormat } from './protocol-server.ts'
 
 export interface OpenAIModelScript {
   /** The model's answers: a parsed scenario or scenario JSON. @default no entries */
@@ -157,81 +157,34 @@ function vllmError(message: string) {
   return { status: 400, body: { object: 'error', message, type: 'BadRequestError', param: null, code: 400 } }
 }
 
-interface ModelState {
-  script: OpenAIModelScript
-  scenario: Scenario
-  cursor: Record<Role, number>
-}
-
 const MAX_TEXT_CHUNKS = 4
 const CHAT = '/v1/chat/completions'
 const MODELS = '/v1/models'
+const SSE: StreamFormat = {
+  headers: () => ({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'x-request-id': `req_${randomId(16)}` }),
+  frame: (event) => `data: ${typeof event === 'string' ? event : JSON.stringify(event)}\n\n`,
+  broken: 'data: {"broken\n\n',
+  // Gives the client time to read what was sent: undici drops chunks still queued when the socket errors.
+  cutDelayMs: 20,
+}
 
 export async function startOpenAIServer(script: OpenAIServerScript): Promise<OpenAITestServer> {
-  const models = new Map<string, ModelState>()
-  for (const [name, s] of Object.entries(script.models)) {
-    const raw = s.scenario ?? {}
-    const scenario = 'source' in raw ? (raw as Scenario) : parseScenario(raw, `openai-server:${name}`)
-    models.set(name, { script: s, scenario, cursor: { coder: 0, auditor: 0 } })
-  }
+  const models = loadModels(script.models, 'openai-server')
   const listing = script.listing ?? 'vllm'
   const requests: OpenAIRecordedRequest[] = []
-  const sockets = new Set<Socket>()
-  const timers = new Set<NodeJS.Timeout>()
-  let current: { fault: OpenAIServerFault; left: number } | null = null
-  let closed = false
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (ms <= 0 || closed) return resolve()
-      const timer = setTimeout(() => {
-        timers.delete(timer)
-        resolve()
-      }, ms)
-      timers.add(timer)
-    })
-
-  /** The active fault if it applies to this request (and counts it as used). */
-  const takeFault = (path: string, stream: boolean): OpenAIServerFault | null => {
-    if (!current) return null
-    const f = current.fault
-    const on = f.kind === 'status' || f.kind === 'hang' ? (f.on ?? 'chat') : null
-    // stream faults apply to streamed chats; status and hang ones to the chat or model endpoints named by `on`
-    const applies = f.kind === 'reset' || on === 'any' || (on === 'models' ? isModels(path) : path === CHAT && (on === 'chat' || stream))
-    if (!applies) return null
-    if (--current.left <= 0) current = null
-    return f
-  }
+  const base = protocolServer<OpenAIServerFault>()
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?')[0]!
-    const text = await readBody(req)
-    let body: any = null
-    try {
-      body = text ? JSON.parse(text) : null
-    } catch {}
+    const { path, body } = await readRequest(req)
     const headers: Record<string, string> = {}
     for (const [key, value] of Object.entries(req.headers)) if (value !== undefined) headers[key] = String(value)
-    const record: OpenAIRecordedRequest = { method: req.method ?? 'GET', path, headers, body, outcome: 'ok', chunks: 0, closedEarly: false }
-    requests.push(record)
-    res.on('close', () => {
-      if (!res.writableFinished) record.closedEarly = true
-    })
+    const record = track(requests, { method: req.method ?? 'GET', path, headers, body, outcome: 'ok', chunks: 0, closedEarly: false }, res)
     const stream = path === CHAT && body?.stream === true
-    const fault = takeFault(path, stream)
-    if (fault?.kind === 'reset') {
-      record.outcome = 'fault:reset'
-      req.socket.destroy()
-      return
-    }
-    if (fault?.kind === 'hang') {
-      record.outcome = 'fault:hang'
-      return
-    }
-    if (fault?.kind === 'status') {
-      record.outcome = `fault:status:${fault.status}`
-      return json(res, fault.status, fault.body ?? { error: { message: `test fault ${fault.status}`, type: 'server_error' } }, fault.headers)
-    }
+    // stream faults apply to streamed chats; status and hang ones to the chat or model endpoints named by `on`
+    const fault = base.takeFault((on) => (on === 'models' ? isModels(path) : path === CHAT), stream)
+    const status = (f: Extract<OpenAIServerFault, { kind: 'status' }>) =>
+      json(res, f.status, f.body ?? { error: { message: `test fault ${f.status}`, type: 'server_error' } }, f.headers)
+    if (base.answerFault(fault, req, record, status)) return
     if (script.apiKey !== undefined && headers.authorization !== `Bearer ${script.apiKey}`) {
       record.outcome = 'unauthorized'
       const given = /^Bearer (.*)$/.exec(headers.authorization ?? '')?.[1]
@@ -253,7 +206,7 @@ export async function startOpenAIServer(script: OpenAIServerScript): Promise<Ope
     }
     if (req.method === 'POST' && path === CHAT) return chat(body, record, res, fault, stream)
     record.outcome = 'not_found'
-    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('404 page not found')
+    notFound(res)
   }
 
   const chat = async (body: any, record: OpenAIRecordedRequest, res: ServerResponse, fault: OpenAIServerFault | null, stream: boolean) => {
@@ -264,36 +217,23 @@ export async function startOpenAIServer(script: OpenAIServerScript): Promise<Ope
       return reply(res, modelNotFound(name))
     }
     const messages: { role: string; content: unknown }[] = Array.isArray(body?.messages) ? body.messages : []
-    const role = roleOf(messages)
+    const role = roleOf(messages, ['system', 'developer'])
     record.role = role
     if (state.script.noTools && Array.isArray(body?.tools) && body.tools.length > 0) {
       record.outcome = 'error:no_tools'
       return reply(res, OPENAI_ERROR_BODIES.noToolsVllm)
     }
-    const used = state.cursor[role]
-    const entry = state.scenario[role][used]
-    if (!entry) {
+    const queued = nextEntry(state, role, fault)
+    if (!queued) {
       record.outcome = 'exhausted'
-      return reply(res, openAIError(400, `openai-test-server: no more ${role} turns for model '${name}' (used ${used})`, 'invalid_request_error', null))
+      return reply(res, openAIError(400, `openai-test-server: no more ${role} turns for model '${name}' (used ${state.cursor[role]})`, 'invalid_request_error', null))
     }
-    // A failed answer does not use up the entry: the retry gets it again (a slow one is an answer).
-    if (!fault || fault.kind === 'slow') state.cursor[role] = used + 1
 
-    if (entry.type === 'hang') {
-      record.outcome = 'hang'
-      return
-    }
-    await sleep(entry.delayMs ?? 0)
-    if (closed || res.destroyed) return
+    const entry = await base.prelude(queued, record, res)
+    if (!entry) return
     if (entry.type === 'error') {
-      record.outcome = `error:${entry.error}`
       const m = entry.message
       switch (entry.error) {
-        case 'ECONNREFUSED':
-        case 'ECONNRESET':
-        case 'ETIMEDOUT':
-          res.socket?.destroy()
-          return
         case 'rate_limited': {
           const message = m ?? `Rate limit reached for ${name} on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.`
           return reply(res, openAIError(429, message, 'requests', 'rate_limit_exceeded'), script.retryAfter === undefined ? {} : { 'Retry-After': String(script.retryAfter) })
@@ -341,73 +281,11 @@ export async function startOpenAIServer(script: OpenAIServerScript): Promise<Ope
     } else {
       for (const list of perCall) events.push(...list)
     }
-    const tail: unknown[] = [chunk({}, finishReason)]
-    if (includeUsage) tail.push({ ...head, choices: [], usage })
-    tail.push('[DONE]')
-
-    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'x-request-id': `req_${randomId(16)}` })
-    res.flushHeaders()
-    const faultAt = fault && 'afterChunks' in fault ? Math.min(fault.afterChunks, events.length) : -1
-    record.outcome = fault ? `fault:${fault.kind}` : 'ok'
-    const all = [...events, ...tail]
-    for (let i = 0; i < all.length; i++) {
-      if (i === faultAt && fault) {
-        switch (fault.kind) {
-          case 'cut':
-            // Gives the client time to read what was sent: undici drops chunks still queued when the socket errors.
-            await sleep(20)
-            res.socket?.destroy()
-            return
-          case 'end':
-            res.end()
-            return
-          case 'stall':
-            return
-          case 'stream_error':
-            res.end(`data: ${JSON.stringify({ error: fault.error })}\n\n`)
-            return
-          case 'malformed':
-            res.write('data: {"broken\n\n')
-            break
-        }
-      }
-      if (fault?.kind === 'slow') await sleep(fault.delayMs)
-      if (closed || res.destroyed) return
-      const event = all[i]
-      res.write(`data: ${typeof event === 'string' ? event : JSON.stringify(event)}\n\n`)
-      record.chunks++
-    }
-    res.end()
+    const tail = [() => chunk({}, finishReason), ...(includeUsage ? [() => ({ ...head, choices: [], usage })] : []), () => '[DONE]']
+    return base.stream(res, record, fault, SSE, events, tail)
   }
 
-  const server: Server = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent) json(res, 500, { error: { message: `openai-test-server: ${(err as Error).message}`, type: 'server_error' } })
-      else res.destroy()
-    })
-  })
-  server.on('connection', (socket) => {
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
-  })
-
-  const listen = (port: number) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-  const stopListening = () =>
-    new Promise<void>((resolve) => {
-      if (!server.listening) return resolve()
-      server.close(() => resolve())
-      for (const socket of sockets) socket.destroy()
-    })
-
-  await listen(0)
-  const port = (server.address() as { port: number }).port
+  const port = await base.start(handle, (res, err) => json(res, 500, { error: { message: `openai-test-server: ${err.message}`, type: 'server_error' } }))
 
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,
@@ -415,28 +293,16 @@ export async function startOpenAIServer(script: OpenAIServerScript): Promise<Ope
     port,
     requests,
     chats: (model) => requests.filter((r) => r.path === CHAT && (model === undefined || r.body?.model === model)),
-    fault(fault, options = {}) {
-      current = fault ? { fault, left: options.times ?? Infinity } : null
-    },
-    async refuse() {
-      await stopListening()
-      // Lets clients see their pooled connections close, so the next request connects anew (and is refused).
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    },
-    accept: () => listen(port),
+    fault: base.fault,
+    refuse: base.refuse,
+    accept: base.accept,
     consumed: (model, role) => models.get(model)?.cursor[role] ?? 0,
-    async close() {
-      closed = true
-      for (const timer of timers) clearTimeout(timer)
-      timers.clear()
-      await stopListening()
-      for (const socket of sockets) socket.destroy()
-    },
+    close: base.close,
   }
 }
 
 /** One model of GET /v1/models in the style of `listing`. */
-function modelEntry(id: string, { script, scenario }: ModelState, listing: OpenAIServerScript['listing']) {
+function modelEntry(id: string, { script, scenario }: ModelState<OpenAIModelScript>, listing: OpenAIServerScript['listing']) {
   const context = script.contextLength === undefined ? (scenario.contextLength ?? 32_768) : script.contextLength
   const ctx = (key: string) => (context === null ? {} : { [key]: context })
   const base = { id, object: 'model', created: 1_700_000_000 }
@@ -455,28 +321,6 @@ function modelEntry(id: string, { script, scenario }: ModelState, listing: OpenA
     default:
       return { ...base, owned_by: 'vllm', root: id, parent: null, ...ctx('max_model_len'), permission: [] }
   }
-}
-
-/** Role by the system (or developer) prompt: "You are the auditor …" is the auditor's, anything else the coder's. */
-function roleOf(messages: { role: string; content: unknown }[]): Role {
-  const system = messages.find((m) => m.role === 'system' || m.role === 'developer')
-  return /\byou are the auditor\b/i.test(textOf(system?.content)) ? 'auditor' : 'coder'
-}
-
-/** The text of a message's content: a string, or an array of `{ type: 'text', text }` parts. */
-function textOf(content: unknown): string {
-  if (typeof content === 'string') return content
-  if (Array.isArray(content)) return content.map((p: { text?: unknown }) => (typeof p?.text === 'string' ? p.text : '')).join('')
-  return ''
-}
-
-function answerOf(entry: Exclude<ScenarioEntry, { type: 'hang' | 'error' }>, messages: { content: unknown }[], reasoning: string) {
-  const text = entry.text ?? ''
-  const toolCalls = entry.type === 'tool_calls' ? entry.calls : []
-  const inputChars = messages.reduce((n, m) => n + textOf(m.content).length, 0)
-  const outputChars = reasoning.length + text.length + toolCalls.reduce((n, c) => n + JSON.stringify(c).length, 0)
-  const input = entry.usage?.input ?? Math.max(1, Math.ceil(inputChars / 4))
-  return { text, reasoning, toolCalls, input, output: entry.usage?.output ?? Math.max(1, Math.ceil(outputChars / 4)) }
 }
 
 /** `text` in up to `pieces` non-empty pieces of (nearly) equal length. */
@@ -501,17 +345,6 @@ function reply(res: ServerResponse, { status, body }: { status: number; body: un
   json(res, status, body, headers)
 }
 
-function json(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
-  res
-    .writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'x-request-id': `req_${randomId(16)}`, ...headers })
-    .end(JSON.stringify(value))
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = []
-    req.on('data', (part: Buffer) => parts.push(part))
-    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')))
-    req.on('error', reject)
-  })
+function json(res: ServerResponse, status: number, value: unknown, headers: OutgoingHttpHeaders = {}): void {
+  sendJson(res, status, value, { 'x-request-id': `req_${randomId(16)}`, ...headers })
 }
