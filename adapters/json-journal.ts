@@ -15,7 +15,7 @@
  * next append starts on a new line).
  */
 import { closeSync, openSync, readFileSync, readSync, fstatSync } from 'node:fs'
-import { appendFile, mkdir, rename, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, rename, rm, writeFile } from 'node:fs/promises'
 import type { ChatMessage } from '../machines/chat.types.ts'
 import type { CheckResult, SessionJournal } from '../machines/loop.types.ts'
 import type { DataDirLayout } from './data-dir.ts'
@@ -146,6 +146,22 @@ export class JournalFiles {
       else if (typeof line.i === 'number' && line.m) s.messages[line.i] = line.m
     }
     return [...sessions.values()].sort((a, b) => a.id - b.id).map((s) => ({ ...s, messages: s.messages.filter(Boolean) }))
+  }
+
+  /** Removes the loop's journal file (its appends in flight land first); true when there was one. */
+  async remove(name: string): Promise<boolean> {
+    await this.settled(name).catch(() => {})
+    for (const state of [this.#written, this.#appends, this.#checks, this.#batches]) state.delete(name)
+    this.#checked.delete(name)
+    const path = this.layout.journal(name)
+    await rm(`${path}.tmp`, { force: true })
+    return rm(path).then(
+      () => true,
+      (err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+        throw err
+      },
+    )
   }
 
   /** Moves the loop's journal aside with its quarantined record. */

@@ -11,18 +11,18 @@
  * queue meanwhile go out in one append.
  */
 import { readFileSync } from 'node:fs'
-import { appendFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Low } from 'lowdb'
 import { DataFile } from 'lowdb/node'
-import { JsonClaims } from './claims.ts'
+import { JsonClaims, ownerAlive, type Owner } from './claims.ts'
 import { dataDirLayout, type DataDirLayout } from './data-dir.ts'
 import { JsonInbox } from './inbox.ts'
 import { JournalFiles, type TranscriptSession } from './json-journal.ts'
 import { assertLoopName, byCreatedAt } from './memory-store.ts'
 import { snapshotProblem } from '../machines/persisted.ts'
 import { migrateRecord } from './migrations.ts'
-import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore } from './snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, NewHistoryEntry, RemovedLoop, SnapshotStore } from './snapshot-store.ts'
 
 /**
  * Files written at once (record writes and history appends). libuv runs file
@@ -368,12 +368,71 @@ export class JsonStore implements SnapshotStore {
     return { record: this.#journals.hydrate(result.record, this.#onProblem) }
   }
 
+  /**
+   * Removes the loop's files (adapters/data-dir.ts): its record, history, journal and
+   * inbox, and the claim generations of owners that are gone (a live owner's, the
+   * caller's own included, stays for its release). Its writes in flight land first.
+   */
+  async remove(name: string): Promise<RemovedLoop> {
+    assertLoopName(name)
+    await this.#pending.get(name)?.catch(() => {})
+    await this.#historyWrites.get(name)?.catch(() => {})
+    this.#writers.delete(name)
+    this.#historyState.delete(name)
+    this.#historyWrites.delete(name)
+    const record = await removed(this.pathOf(name))
+    await rm(join(this.loopsDir, `.${name}.json.tmp`), { force: true })
+    const history = await removed(this.#historyPath(name))
+    await rm(join(this.historyDir, `.${name}.jsonl.tmp`), { force: true })
+    const journal = await this.#journals.remove(name)
+    const inbox = this.layout.inbox(name)
+    const commands = (await readdir(inbox).catch(() => [] as string[])).filter((f) => f.endsWith('.json')).length
+    await rm(inbox, { recursive: true, force: true })
+    return { record, history, journal, commands, claims: await this.#removeDeadClaims(name) }
+  }
+
+  /** Unlinks the loop's claim generations whose owner is gone; the directory goes when empty. */
+  async #removeDeadClaims(name: string): Promise<number> {
+    const dir = this.layout.claims(name)
+    let count = 0
+    for (const file of await readdir(dir).catch(() => [] as string[])) {
+      if (!/^\d+\.json$/.test(file)) continue
+      const path = join(dir, file)
+      let owner: Owner | null = null
+      try {
+        owner = JSON.parse(await readFile(path, 'utf8')) as Owner
+      } catch {
+        // empty while its claimer writes it (keep it a while), or torn
+        const s = await stat(path).catch(() => null)
+        if (s !== null && Date.now() - s.mtimeMs < CLAIM_BUSY_MS) continue
+      }
+      if (owner !== null && typeof owner === 'object' && typeof owner.pid === 'number' && ownerAlive(owner)) continue
+      if (await unlink(path).then(() => true, () => false)) count++
+    }
+    await rmdir(dir).catch(() => {})
+    return count
+  }
+
   /** The sessions' transcripts kept in the loop's journal file, oldest first (`loopstate log`). */
   async transcript(name: string): Promise<TranscriptSession[]> {
     assertLoopName(name)
     await this.#journals.settled(name).catch(() => {})
     return this.#journals.sessions(name)
   }
+}
+
+/** How long a claim file may stay empty while its claimer writes it (as adapters/claims.ts waits). */
+const CLAIM_BUSY_MS = 5_000
+
+/** Removes a file: true when it was there. */
+function removed(path: string): Promise<boolean> {
+  return unlink(path).then(
+    () => true,
+    (err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw err
+    },
+  )
 }
 
 function readFailure(path: string, err: unknown): ReadResult {

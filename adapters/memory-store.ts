@@ -1,7 +1,7 @@
 /** In-memory `SnapshotStore`: for tests and throwaway runs. Records are copied in and out. */
 import { MemoryClaims } from './claims.ts'
 import { MemoryInbox } from './inbox.ts'
-import type { HistoryEntry, LoopRecord, NewHistoryEntry, SnapshotStore, TranscriptSession } from './snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, NewHistoryEntry, RemovedLoop, SnapshotStore, TranscriptSession } from './snapshot-store.ts'
 
 /** Loop names: lowercase letters, digits and dashes, 1–80 characters, not starting with a dash. */
 export const LOOP_NAME = /^[a-z0-9][a-z0-9-]{0,79}$/
@@ -74,4 +74,17 @@ export class MemoryStore implements SnapshotStore {
   }
 
   async flush(): Promise<void> {}
+
+  /** Drops the loop's record, history, transcripts and waiting commands (claims here are their owners' to release). */
+  async remove(name: string): Promise<RemovedLoop> {
+    assertLoopName(name)
+    const removed: RemovedLoop = {
+      record: this.#records.delete(name),
+      history: this.#history.delete(name),
+      journal: this.#transcripts.delete(name),
+      commands: (await this.inbox.take(name)).length,
+      claims: 0,
+    }
+    return removed
+  }
 }

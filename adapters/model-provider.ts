@@ -87,7 +87,10 @@ export function abortedError(): ProviderError {
 /**
  * Creates the provider for one loop and one model spec (the part after the
  * scheme). A factory is called once per loop and model, so providers may keep
- * per-loop state (the scripted provider keeps its position in the scenario).
+ * per-loop state (the scripted provider keeps its position in the scenario); it
+ * is also called once before a loop is started, with the loop name `'\u0000probe'`,
+ * so that a bad spec (a scenario file that does not load) fails before anything
+ * is saved: throw there, and do nothing costly.
  */
 export type ProviderFactory = (model: string, loopName: string) => ModelProvider
 

@@ -7,6 +7,8 @@
  * is never saved (docs/models.md).
  */
 
+import type { ModelProvider, ProviderFactory } from './model-provider.ts'
+
 /** A server the CLI knows by name: its base URL and the variable its key is read from. */
 export interface OpenAIPreset {
   baseURL: string
@@ -94,6 +96,23 @@ export function resolveOpenAI(
     requiresKey: preset.requiresKey === true || (scheme === 'openai' && isOpenAIHost(baseURL)),
     ...(config.headers ? { headers: config.headers } : {}),
     ...(config.contextLength !== undefined ? { contextLength: config.contextLength } : {}),
+  }
+}
+
+/**
+ * The factory of one scheme that loads the `openai` client only when a loop first
+ * calls a model of it: every command that runs loops builds the factories of all the
+ * schemes, and most loops use none of them.
+ */
+export function lazyOpenAIFactory(resolved: ResolvedOpenAI): ProviderFactory {
+  return () => {
+    let provider: Promise<ModelProvider> | null = null
+    const load = () => (provider ??= import('./openai-provider.ts').then((m) => new m.OpenAIProvider(resolved)))
+    return {
+      scheme: resolved.scheme,
+      chat: async (request) => (await load()).chat(request),
+      contextLength: async (model, signal) => (await (await load()).contextLength?.(model, signal)) ?? null,
+    }
   }
 }
 

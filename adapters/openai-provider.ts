@@ -194,6 +194,36 @@ export class OpenAIProvider implements ModelProvider {
     }
   }
 
+  /**
+   * Checks, with one `GET /models`, that the server answers and serves `model` (what
+   * `loopstate run` asks before a loop is saved). Rejects with the classified failure:
+   * unreachable, no key or a refused one, or `model_not_found` when the listing lacks
+   * the model. Resolves when it is listed, when the server has no listing (404: it
+   * cannot tell) and for llama.cpp's server (it answers any model name with its own).
+   */
+  async checkModel(model: string, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) throw abortedError()
+    const o = this.#options
+    const fail = (text: string, code: string) => new ProviderError(`${this.scheme}: ${text}`, code, false)
+    if (o.requiresKey && o.apiKey === undefined) {
+      throw fail(`no API key for ${displayURL(this.baseURL)}: set ${o.keyEnv ?? 'OPENAI_API_KEY'} in the environment`, 'unauthorized')
+    }
+    let listed: Record<string, unknown>[]
+    try {
+      const page = await raceAbort(this.#client.models.list({ signal }), signal)
+      listed = (page.data ?? []) as unknown as Record<string, unknown>[]
+    } catch (err) {
+      if (signal.aborted || isAbortError(err)) throw abortedError()
+      const failure = classifyOpenAIError(err, this.#failureContext(model))
+      if (failure.code === 'not_found') return // no listing to go by
+      throw failure
+    }
+    if (listed.some((m) => m.id === model) || listed.some(isLlamaCpp)) return
+    const ids = listed.map((m) => String(m.id))
+    const shown = ids.length > 8 ? `${ids.slice(0, 8).join(', ')}, … (${ids.length})` : ids.join(', ') || 'none'
+    throw fail(`model ${model} is not served by ${displayURL(this.baseURL)} (it lists: ${shown})`, 'model_not_found')
+  }
+
   /** The context window the model listing (`GET /models`) gives `model`, or null. */
   async #listedWindow(model: string, signal: AbortSignal): Promise<number | null> {
     const page = await this.#client.models.list({ signal })

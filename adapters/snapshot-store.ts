@@ -63,6 +63,18 @@ export interface TranscriptSession {
   checks?: { at: string; results: CheckResult[] }[]
 }
 
+/** What `remove` found of a loop, and removed. */
+export interface RemovedLoop {
+  record: boolean
+  history: boolean
+  /** Its sessions' transcripts. */
+  journal: boolean
+  /** Commands that were waiting for its owner. */
+  commands: number
+  /** Claims left by owners that are gone (a live owner's claim is its own to release). */
+  claims: number
+}
+
 /** An entry before the store numbers it. */
 export type NewHistoryEntry = Omit<HistoryEntry, 'seq'>
 
@@ -94,4 +106,12 @@ export interface SnapshotStore {
   readonly inbox: CommandInbox
   /** The sessions' transcripts the store keeps, oldest first (`loopstate log`); [] when it keeps none. */
   transcript(name: string): Promise<TranscriptSession[]>
+  /**
+   * Removes everything the store keeps of the loop: its record, history, transcripts,
+   * waiting commands and the claims of owners that are gone; nothing of another loop.
+   * A name removed is free again (a new loop of it starts with an empty history). The
+   * caller makes sure no live process runs the loop (`LoopClient.remove` holds its
+   * claim, or its owner is done with it).
+   */
+  remove(name: string): Promise<RemovedLoop>
 }

@@ -5,7 +5,7 @@
  * Re-exports only.
  */
 export { SCHEMA_VERSION } from './snapshot-store.ts'
-export type { HistoryEntry, LoopRecord, NewHistoryEntry, PersistedLoop, SnapshotStore, TranscriptSession } from './snapshot-store.ts'
+export type { HistoryEntry, LoopRecord, NewHistoryEntry, PersistedLoop, RemovedLoop, SnapshotStore, TranscriptSession } from './snapshot-store.ts'
 export { JsonStore } from './json-store.ts'
 export type { JsonStoreOptions } from './json-store.ts'
 export { assertLoopName, LOOP_NAME, MemoryStore } from './memory-store.ts'

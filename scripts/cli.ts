@@ -8,6 +8,7 @@ import { main } from './cli/main.ts'
 main(process.argv, {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
+  stdout: process.stdout,
 }).then(
   (code) => process.exit(code),
   (e: unknown) => {

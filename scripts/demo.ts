@@ -98,7 +98,7 @@ export async function runDemo({ dataDir, inspect }: DemoOptions): Promise<number
     const code = (await engine.get(view.name))?.error?.code
     if (code) failures.set(view.name, [...(failures.get(view.name) ?? []), code])
   }
-  progress = showProgress(started.map((s) => s.handle))
+  progress = showProgress(started.map((s) => s.handle), { detail: (name) => engine.get(name) })
   const unsubscribe = started.map(({ handle }) => handle.subscribe((view) => void noteFailure(view)))
   // The engine's timers do not hold the process open; a loop paused from another terminal must still hear `resume`.
   const keepAlive = setInterval(() => {}, 60_000)

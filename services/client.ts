@@ -11,7 +11,7 @@
 import { currentOwner, ownerText, type Owner } from '../adapters/claims.ts'
 import { commandProblem, type CommandTicket } from '../adapters/inbox.ts'
 import { JsonStore } from '../adapters/json-store.ts'
-import type { HistoryEntry, LoopRecord, SnapshotStore, TranscriptSession } from '../adapters/snapshot-store.ts'
+import type { HistoryEntry, LoopRecord, RemovedLoop, SnapshotStore, TranscriptSession } from '../adapters/snapshot-store.ts'
 import type { ControlEvent } from '../machines/loop.types.ts'
 import { FINAL } from './engine/types.ts'
 import { detailOf, viewOf, type LoopDetail, type LoopView } from './views.ts'
@@ -70,6 +70,24 @@ export interface SendOptions {
   unowned?: 'apply' | 'return'
 }
 
+/** Why `remove` left a loop alone: a live process runs it (`owned`), or it is resumable (`unfinished`). */
+export class RemoveRefused extends Error {
+  override readonly name = 'RemoveRefused'
+  constructor(
+    message: string,
+    readonly code: 'owned' | 'unfinished',
+  ) {
+    super(message)
+  }
+}
+
+export interface RemoveOptions {
+  /** Remove a loop that has not ended and that no process runs (it would be resumable). @default false */
+  force?: boolean
+  /** Runs before the store's removal, once the loop may go (e.g. removing its worktree); a throw stops the removal. */
+  before?: (record: LoopRecord) => Promise<void>
+}
+
 export class LoopClient {
   readonly store: SnapshotStore
   readonly #ackTimeoutMs: number
@@ -114,6 +132,41 @@ export class LoopClient {
   /** The live process that owns the loop, or null when none does. */
   owner(name: string): Promise<Owner | null> {
     return this.store.claims.holder(name)
+  }
+
+  /**
+   * Removes a loop from the store: record, history, transcripts, waiting commands,
+   * claims left by dead owners. Refused (`RemoveRefused`, `owned`) while a live process runs it and it
+   * has not ended: cancel it first. A loop that has not ended and that no process runs
+   * is resumable: refused (`unfinished`) unless `force`. The removal happens under
+   * the client's claim (an engine cannot restore the loop meanwhile), or, for an ended
+   * loop whose owner still lives, beside that owner (it writes nothing more).
+   */
+  async remove(name: string, options: RemoveOptions = {}): Promise<{ record: LoopRecord; removed: RemovedLoop }> {
+    const found = await this.store.get(name)
+    if (found === null) throw new ClientError(`no loop named '${name}'`, 'not_found')
+    const got = await this.store.claims.claim(name, currentOwner())
+    try {
+      // read again under the claim: it may have moved on meanwhile
+      const record = 'claim' in got ? await this.store.get(name) : found
+      if (record === null) throw new ClientError(`no loop named '${name}'`, 'not_found')
+      if ('heldBy' in got && !FINAL.has(record.status)) {
+        throw new RemoveRefused(
+          `loop ${name} is ${record.status} in ${ownerText(got.heldBy)}; cancel it first (loopstate cancel ${name}), or stop that process`,
+          'owned',
+        )
+      }
+      if (!FINAL.has(record.status) && !options.force) {
+        throw new RemoveRefused(
+          `loop ${name} has not ended (${record.status}) and stays resumable; cancel it first (loopstate cancel ${name}), or force its removal`,
+          'unfinished',
+        )
+      }
+      await options.before?.(record)
+      return { record, removed: await this.store.remove(name) }
+    } finally {
+      if ('claim' in got) await this.store.claims.release(got.claim)
+    }
   }
 
   /** Sends a command to a loop (see the header and `SendResult`). Refusals throw a `ClientError`. */

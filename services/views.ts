@@ -2,6 +2,8 @@
 import type { Snapshot } from 'xstate'
 import { SCHEMA_VERSION, type LoopRecord } from '../adapters/snapshot-store.ts'
 import type { PersistedLoop } from '../machines/persisted.ts'
+import type { Role } from '../machines/chat.types.ts'
+import { currentModel, roleOfPhase } from '../machines/loop.context.ts'
 import type {
   AuditRecord,
   Finding,
@@ -9,6 +11,7 @@ import type {
   LoopReason,
   LoopStatus,
   Phase,
+  Severity,
   UsageTotals,
 } from '../machines/loop.types.ts'
 
@@ -63,6 +66,18 @@ export interface LoopView {
   elapsedMs: number
   createdAt: string
   updatedAt: string
+  /**
+   * While the loop waits to retry a failed model call: when it tries again (ISO),
+   * which attempt that is of how many (`attempt` of `of`, the first call counting),
+   * on which model, after which failure (its code; `status --json` has the message
+   * in `error`). Null otherwise.
+   */
+  retry: { at: string; attempt: number; of: number; model: string; code: string } | null
+  /**
+   * The pid of the live process that runs the loop (its claim's owner), or null when
+   * none does: set by `list` (null for ended loops); absent where nobody asked.
+   */
+  owner?: number | null
 }
 
 /** `status --json`: the view plus findings, sections and usage. */
@@ -79,6 +94,16 @@ export interface LoopDetail extends LoopView {
   toolErrors: { kind: string; count: number }[]
   /** The loop and history entry it was forked from, or null. */
   forkedFrom: { name: string; seq: number } | null
+  /** The model each role uses now: a later one of its chain once it fell back. */
+  activeModels?: { coder: string; auditor: string }
+  /** Model calls that ended without an answer (failed, or cut off by the watchdog), by model and role. */
+  failedCalls?: { total: number; byModel: Record<string, number>; byRole: Record<Role, number> }
+  /** The models a price is set for (the others cost nothing: their cost is unknown, not zero). */
+  pricedModels?: string[]
+  /** Severities that block completion (what made an audit dirty). */
+  blockOn?: Severity[]
+  /** The git branch and worktree of a loop on a repository; null for a plain directory. */
+  git?: { branch: string; repo: string; worktree: string; base: string } | null
 }
 
 export function stateString(value: unknown): string {
@@ -134,7 +159,43 @@ export function viewOf(record: LoopRecord, now = Date.now()): LoopView {
     elapsedMs: c.wallMs + (c.runningSince !== null && record.status === 'running' ? Math.max(0, now - c.runningSince) : 0),
     createdAt: record.createdAt,
     updatedAt: record.updatedAt,
+    retry: stateString(record.snapshot.value) === 'running.backingOff' ? retryOf(c) : null,
   }
+}
+
+/** The retry a loop backing off waits for (`LoopView.retry`). */
+function retryOf(c: LoopContext): LoopView['retry'] {
+  if (c.retryDeadline === null || c.retryDeadline === undefined) return null
+  const role = roleOfPhase(c.phase)
+  return {
+    at: new Date(c.retryDeadline).toISOString(),
+    attempt: c.errorCount + 1,
+    of: c.config.maxRetries + 1,
+    model: currentModel(c, role),
+    code: c.lastError?.code ?? 'error',
+  }
+}
+
+/** Calls per model and role that reached the loop without an answer: `calls` counts them all, usage the answered ones. */
+function failedCallsOf(c: LoopContext): NonNullable<LoopDetail['failedCalls']> {
+  const made = { byModel: {} as Record<string, number>, byRole: { coder: 0, auditor: 0 } as Record<Role, number> }
+  for (const [key, n] of Object.entries(c.calls ?? {})) {
+    const at = key.indexOf(':')
+    const role = key.slice(0, at) as Role
+    const model = key.slice(at + 1)
+    made.byModel[model] = (made.byModel[model] ?? 0) + n
+    if (role in made.byRole) made.byRole[role] += n
+  }
+  const byModel: Record<string, number> = {}
+  for (const [model, n] of Object.entries(made.byModel)) {
+    const failed = n - (c.usage.byModel[model]?.calls ?? 0)
+    if (failed > 0) byModel[model] = failed
+  }
+  const byRole = {
+    coder: Math.max(0, made.byRole.coder - c.usage.byRole.coder.calls),
+    auditor: Math.max(0, made.byRole.auditor - c.usage.byRole.auditor.calls),
+  }
+  return { total: byRole.coder + byRole.auditor, byModel, byRole }
 }
 
 export function detailOf(record: LoopRecord): LoopDetail {
@@ -153,5 +214,10 @@ export function detailOf(record: LoopRecord): LoopDetail {
     toolErrors: Object.entries(c.toolErrors ?? {})
       .map(([kind, count]) => ({ kind, count }))
       .sort((a, b) => b.count - a.count || (a.kind < b.kind ? -1 : 1)),
+    activeModels: { coder: currentModel(c, 'coder'), auditor: currentModel(c, 'auditor') },
+    failedCalls: failedCallsOf(c),
+    pricedModels: Object.keys(c.config.prices ?? {}),
+    blockOn: c.config.blockOn,
+    git: c.git ? { branch: c.git.branch, repo: c.git.repo, worktree: c.git.worktree, base: c.git.base } : null,
   }
 }

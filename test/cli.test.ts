@@ -126,7 +126,8 @@ describe.concurrent('loopstate CLI', () => {
     expect(detail.workspace).toBe(s.workspace)
 
     const table = await s.cli(['list', '--data', s.data])
-    expect(table.stdout).toMatch(/^NAME +STATUS +REASON +PHASE +ITER +SECTION +TOKENS +ELAPSED\nadd-a-greeting +completed +completed +auditing +1 /)
+    // newest first, with times ago; the reason and section columns only when some loop has one to show
+    expect(table.stdout).toMatch(/^NAME +STATUS +PHASE +ITER +TOKENS +ELAPSED +CREATED( +TITLE)?\nadd-a-greeting +completed +auditing +1 /)
     const human = await s.cli(['status', 'add-a-greeting', '--data', s.data])
     expect(human.code).toBe(0)
     expect(human.stdout).toContain('F1 warning open hello.txt:1')
@@ -367,9 +368,12 @@ describe.concurrent('loopstate CLI', () => {
     const audit = entries.find((e) => e.from.startsWith('running.coding') && e.to.startsWith('running.auditing'))
     expect(audit).toMatchObject({ event: 'session.done', iteration: 1, phase: 'auditing', hasSnapshot: true })
 
-    const table = await s.cli(['history', 'add-a-greeting', '--data', s.data])
+    // --raw: the statechart's names and local times (by default the history is in the user's words: test/cli-output.test.ts)
+    const table = await s.cli(['history', 'add-a-greeting', '--raw', '--data', s.data])
     expect(table.stdout).toMatch(/^SEQ +TIME +EVENT +FROM → TO +ITER +FORK$/m)
-    expect(table.stdout).toMatch(new RegExp(`^ *${audit!.seq}  \\S+  session\\.done +running\\.coding\\.watching → running\\.auditing\\.watching +1  \\*$`, 'm'))
+    expect(table.stdout).toMatch(
+      new RegExp(`^ *${audit!.seq}  \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d  session\\.done +running\\.coding\\.watching → running\\.auditing\\.watching +1  \\*$`, 'm'),
+    )
 
     const files = [join(s.data, 'loops', 'add-a-greeting.json'), join(s.data, 'history', 'add-a-greeting.jsonl')]
     const before = await Promise.all(files.map((f) => readFile(f)))

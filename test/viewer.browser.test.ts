@@ -159,11 +159,14 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
     page.on('request', (r) => requests.push(r.url()))
     page.on('websocket', (w) => requests.push(w.url()))
     await page.goto(viewer!.url)
+    // the statechart graph is laid out (ELK, in the page) before a loop starts: a phase of a second is not missed meanwhile
+    await waitUntil(page, `document.querySelector('#graph') !== null`, 30_000)
     return page
   }
 
+  /** The state value the statechart graph shows, once it marks a drawn state current (viewer/graph.js). */
   const currentPath = (page: Page) =>
-    page.evaluate('document.querySelector(".state.current") && document.querySelector(".state.current").dataset.path')
+    page.evaluate('document.querySelector("#graph [data-current=\'true\']") ? document.querySelector("#graph").dataset.value : null')
   /**
    * Polls an expression in the page (page.evaluate goes through the DevTools protocol; the
    * page's CSP forbids the eval that waitForFunction's string form needs).
@@ -178,7 +181,7 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
   const waitCurrent = (page: Page, path: string, timeout = 15_000) =>
     waitUntil(
       page,
-      `(() => { const el = document.querySelector('.state.current'); return el !== null && el.dataset.path === ${JSON.stringify(path)} && document.querySelector('#state-now')?.textContent === ${JSON.stringify(path)} })()`,
+      `(() => { const el = document.querySelector('#graph [data-current="true"]'); return el !== null && el.dataset.state === ${JSON.stringify(path.replace(/\.watching$/, ''))} && document.querySelector('#graph').dataset.value === ${JSON.stringify(path)} && document.querySelector('#state-now')?.textContent === ${JSON.stringify(path)} })()`,
       timeout,
     )
   const logRows = (page: Page) => page.locator('#event-log tbody tr').count()
@@ -203,8 +206,8 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
 
     await page.locator('#loop-list li[data-name="two-parts"]').waitFor({ timeout: 15_000 })
     await waitCurrent(page, 'running.coding.watching')
-    expect(await page.locator('.state.active[data-path="running.coding"]').count()).toBe(1)
-    expect(await page.locator('.state.active[data-path="running"]').count()).toBe(1)
+    expect(await page.locator('#graph [data-state="running.coding"][data-current="true"]').count()).toBe(1)
+    expect(await page.locator('#graph [data-state="running"][data-active="true"]').count()).toBe(1)
     await page.screenshot({ path: join(ARTIFACTS, 'viewer-coding.png') })
     const rowsAtStart = await logRows(page)
 
@@ -212,7 +215,7 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
     await page.screenshot({ path: join(ARTIFACTS, 'viewer-auditing.png') })
     // the log grows (the history log may land a poll after the record) and the transition just taken is marked
     await waitUntil(page, `document.querySelectorAll('#event-log tbody tr').length > ${rowsAtStart}`, 5000)
-    await waitUntil(page, `document.querySelector('.state[data-path="running.coding"] > .trs .tr.taken')?.textContent.includes('session.done')`, 5000)
+    await waitUntil(page, `document.querySelector('#graph .g-edge[data-from="running.coding"][data-to="running.auditing"]')?.dataset.last === 'true'`, 5000)
 
     await waitUntil(page, `document.querySelector('#context .sections li.active .stitle')?.textContent.startsWith('2.')`, 15_000)
     await waitCurrent(page, 'running.finalAuditing.watching')
@@ -232,12 +235,12 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
     expect(await currentPath(page)).toBe('running.coding.watching')
     expect(await page.locator('#context .past-note').textContent()).toMatch(/^Snapshot #1 /)
     await page.keyboard.press('ArrowRight')
-    await waitUntil(page, `document.querySelector('.state.current')?.dataset.path === 'running.auditing.watching'`, 5000)
+    await waitUntil(page, `document.querySelector('#graph [data-current="true"]')?.dataset.state === 'running.auditing' && document.querySelector('#graph').dataset.value === 'running.auditing.watching'`, 5000)
     expect(await page.locator('#event-log tr.at td:first-child').textContent()).toBe('2')
     expect(await page.locator('#event-log tr.future').count()).toBe(rowsAtEnd - 2)
     await page.screenshot({ path: join(ARTIFACTS, 'viewer-slider-back.png') })
     await page.locator('#live-btn').click()
-    await waitUntil(page, `!document.body.classList.contains('past') && document.querySelector('.state.current')?.dataset.path === 'completed'`, 5000)
+    await waitUntil(page, `!document.body.classList.contains('past') && document.querySelector('#graph [data-current="true"]')?.dataset.state === 'completed'`, 5000)
 
     // Post-mortem: a fresh page on a loop no process runs any more.
     await page.reload()
@@ -404,7 +407,7 @@ describe('viewer in a browser', { timeout: 60_000 }, () => {
     expect((await page.goto(viewer.url))!.status()).toBe(200)
     await page.locator('#loop-list li[data-name="real"]').waitFor({ timeout: 15_000 })
     await waitUntil(page, `document.querySelector('#conn').textContent === 'live'`)
-    await waitUntil(page, `document.querySelector('.state[data-path="running.coding"]') !== null`)
+    await waitUntil(page, `document.querySelector('#graph [data-state="running.coding"]') !== null`)
     await waitUntil(page, `document.querySelector('#loop-status')?.textContent === 'completed'`)
     const cookies = await context.cookies(target)
     expect(cookies).toEqual([

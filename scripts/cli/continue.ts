@@ -34,6 +34,7 @@ export async function continueCommand(cli: Cli, name: string, opts: ContinueOpti
   }
   return drive(cli, dataDir, {
     providers: opts,
+    checkModels: { command: 'continue', models: opts.model },
     begin: (engine) => engine.continue(name, overrides),
     startedLine: (d) => `loop ${d.name} continued: ${d.phase}, iteration ${d.iteration}, workspace ${d.workspace}, data ${dataDir}`,
   })

@@ -3,7 +3,9 @@
  * data dir with the providers and inspector of the flags, and one loop followed to
  * its end with a progress line.
  */
+import { resolve } from 'node:path'
 import type { ProviderFactory } from '../../adapters/model-provider.ts'
+import type { ResolvedOpenAI } from '../../adapters/openai-config.ts'
 import type { LoopOutput } from '../../machines/loop.types.ts'
 import type { Engine, LoopHandle } from '../../services/engine.ts'
 import type { LoopDetail } from '../../services/views.ts'
@@ -26,14 +28,13 @@ export type EngineFlags = ProviderFlags & {
 async function providersFor(flags: EngineFlags): Promise<Record<string, ProviderFactory>> {
   const settings = flags.settings ?? (flags.config ? (await readConfigFile(flags.config)).providers : {})
   const { ollamaFactory, resolveOllamaHost } = await import('../../adapters/ollama-provider.ts')
-  const { OPENAI_PRESETS, resolveOpenAI } = await import('../../adapters/openai-config.ts')
-  const { openaiFactory } = await import('../../adapters/openai-provider.ts')
+  const { lazyOpenAIFactory, OPENAI_PRESETS, resolveOpenAI } = await import('../../adapters/openai-config.ts')
   const factories: Record<string, ProviderFactory> = {}
   try {
     const host = resolveOllamaHost(flags.ollamaHost, settings.ollama?.host)
     factories.ollama = ollamaFactory({ host, numCtxCap: settings.ollama?.numCtxCap })
     for (const scheme of Object.keys(OPENAI_PRESETS) as (keyof typeof OPENAI_PRESETS)[]) {
-      factories[scheme] = openaiFactory(resolveOpenAI(scheme, { flagBaseURL: flags.openaiBaseUrl, config: settings.openai }))
+      factories[scheme] = lazyOpenAIFactory(resolveOpenAI(scheme, { flagBaseURL: flags.openaiBaseUrl, config: settings.openai }))
     }
   } catch (e) {
     throw new CliError(message(e))
@@ -97,21 +98,44 @@ export interface DriveOptions {
   startedLine: (detail: LoopDetail) => string
   /** Mention the other unfinished loops of the data dir (for `run`). */
   hintUnfinished?: boolean
+  /**
+   * The models the loop will call that are checked before the engine opens
+   * (services/model-check.ts): a server down or a model it lacks is one line, exit 2,
+   * and nothing is written. `command` names the command in that line.
+   */
+  checkModels?: { command: string; models: string[] }
+  /** `--json`: the result object on stdout; the started, progress and saved lines on stderr. */
+  json?: boolean
 }
+
+/** What `run --json` prints when the loop ends: its output, the exit code, and its detail as `status --json` shows it. */
+export type RunResult = LoopOutput & { exitCode: number; detail: LoopDetail | null }
 
 /**
  * Creates an engine on `dataDir`, lets `begin` start a loop on it, and follows
- * that loop to its end with a progress line. SIGINT/SIGTERM save it (exit 130/143).
+ * that loop to its end with a progress line. SIGINT/SIGTERM save it (exit 130/143)
+ * and print the command that resumes it; so does a closed stdout (EPIPE, exit 141).
  * Resolves to the exit code of the loop's final status.
  */
-export async function drive(cli: Cli, dataDir: string, { providers, begin, startedLine, hintUnfinished = false }: DriveOptions): Promise<number> {
+export async function drive(
+  cli: Cli,
+  dataDir: string,
+  { providers, begin, startedLine, hintUnfinished = false, checkModels, json = false }: DriveOptions,
+): Promise<number> {
+  if (checkModels && checkModels.models.length > 0) await checkModelsOf(checkModels.command, checkModels.models, providers)
   const engine = await openEngine(cli, dataDir, providers)
   let handle: LoopHandle | undefined
   let progress: Progress | null = null
+  let ended: LoopOutput | null = null
   const guard = stopOnSignals({
     close: () => engine.close(),
-    before: () => progress?.stop(),
-    saved: () => (handle ? `saved; loop ${handle.name} stays resumable` : 'stopped before the loop started'),
+    before: () => void progress?.stop(),
+    saved: () => {
+      if (!handle) return 'stopped before the loop started'
+      if (ended) return resultLine(handle.view(), ended.error)
+      return `saved; loop ${handle.name} stays resumable: ${resumeCommandOf(handle.name, dataDir, providers)}`
+    },
+    savedTo: json ? 'stderr' : 'stdout',
   })
 
   try {
@@ -126,8 +150,8 @@ export async function drive(cli: Cli, dataDir: string, { providers, begin, start
     if (others.length > 0) cli.err(unfinishedHint(dataDir, others))
   }
   const detail = await engine.get(handle.name)
-  if (detail) cli.out(startedLine(detail))
-  progress = showProgress([handle])
+  if (detail) (json ? cli.err : cli.out)(startedLine(detail))
+  progress = showProgress([handle], { detail: (name) => engine.get(name), ...(json ? { stream: process.stderr } : {}) })
   // The engine's timers do not hold the process open; a paused loop must still hear `resume`.
   const keepAlive = setInterval(() => {}, 60_000)
   let output: LoopOutput
@@ -140,11 +164,62 @@ export async function drive(cli: Cli, dataDir: string, { providers, begin, start
   } finally {
     clearInterval(keepAlive)
   }
-  progress.stop()
+  ended = output
+  await progress.stop()
   const view = handle.view()
+  if (json) {
+    const result: RunResult = { ...output, exitCode: EXIT_CODES[output.status], detail: await engine.get(handle.name) }
+    await engine.close()
+    cli.out(JSON.stringify(result, null, 2))
+    return EXIT_CODES[output.status]
+  }
   await engine.close()
-  cli.out(resultLine(view, output.error))
+  cli.out(resultLine(view, output.error, cli.term.style))
   return EXIT_CODES[output.status]
+}
+
+/**
+ * The command that carries a stopped loop on, with the flags of this command that
+ * say where its models are: `loopstate resume x --data /abs/data --ollama-host …`
+ * (files made absolute, words quoted for a POSIX shell where needed).
+ */
+export function resumeCommandOf(name: string, dataDir: string, flags: EngineFlags = {}): string {
+  const args = ['loopstate', 'resume', name, '--data', resolve(dataDir)]
+  if (flags.ollamaHost !== undefined) args.push('--ollama-host', flags.ollamaHost)
+  if (flags.openaiBaseUrl !== undefined) args.push('--openai-base-url', flags.openaiBaseUrl)
+  for (const value of flags.provider ?? []) {
+    const { scheme, file } = providerFlag(value)
+    args.push('--provider', scheme !== undefined ? `${scheme}=${resolve(file)}` : resolve(file))
+  }
+  if (flags.config !== undefined) args.push('--config', resolve(flags.config))
+  return args.map(shellWord).join(' ')
+}
+
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
+}
+
+/**
+ * Checks the models before anything is saved (services/model-check.ts), on the
+ * servers the flags and the config file name; a problem is bad input (exit 2).
+ */
+export async function checkModelsOf(command: string, models: string[], flags: EngineFlags = {}): Promise<void> {
+  const settings = flags.settings ?? (flags.config ? (await readConfigFile(flags.config)).providers : {})
+  const { resolveOllamaHost } = await import('../../adapters/ollama-provider.ts')
+  const { OPENAI_PRESETS, resolveOpenAI } = await import('../../adapters/openai-config.ts')
+  const { checkModels } = await import('../../services/model-check.ts')
+  let servers
+  try {
+    const openai: Record<string, ResolvedOpenAI> = {}
+    for (const scheme of Object.keys(OPENAI_PRESETS) as (keyof typeof OPENAI_PRESETS)[]) {
+      openai[scheme] = resolveOpenAI(scheme, { flagBaseURL: flags.openaiBaseUrl, config: settings.openai })
+    }
+    servers = { ollamaHost: resolveOllamaHost(flags.ollamaHost, settings.ollama?.host), openai }
+  } catch (e) {
+    throw new CliError(message(e))
+  }
+  const problem = await checkModels(models, servers)
+  if (problem !== null) throw new CliError(`${command}: cannot use ${problem.spec}: ${problem.message}`)
 }
 
 /** `data/ holds 2 unfinished loops (a, b) that no process runs; …` */

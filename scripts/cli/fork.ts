@@ -30,6 +30,7 @@ export async function forkCommand(cli: Cli, name: string, opts: ForkOptions): Pr
   if (endsLoop(from)) throw new CliError(`fork: #${from.seq} is where ${name} ended (${from.to}); ${choices}`)
   return drive(cli, dataDir, {
     providers: opts,
+    checkModels: { command: 'fork', models: opts.model },
     begin: async (engine) =>
       engine.fork(name, {
         at: from.seq,

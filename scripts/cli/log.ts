@@ -44,7 +44,7 @@ export async function logCommand(cli: Cli, name: string, opts: LogOptions): Prom
     cli.out(`loop ${name} has no session transcripts on file`)
     return 0
   }
-  for (const s of sessions) cli.out(transcriptText(s))
+  for (const s of sessions) cli.out(transcriptText(s, cli.term.style))
   if (!opts.follow) return 0
   // Following: print what each session gained since the last look, until the loop has ended.
   const shown = new Map(sessions.map((s) => [s.id, s.messages.length]))
@@ -54,7 +54,7 @@ export async function logCommand(cli: Cli, name: string, opts: LogOptions): Prom
       const from = shown.get(s.id)
       if (from === s.messages.length) continue
       const fresh = { ...s, messages: s.messages.slice(from ?? 0) }
-      const text = transcriptText(fresh)
+      const text = transcriptText(fresh, cli.term.style)
       cli.out(from === undefined ? text : text.split('\n').slice(1).join('\n'))
       shown.set(s.id, s.messages.length)
     }

@@ -19,6 +19,9 @@ import type { LogOptions } from './log.ts'
 import type { ResumeOptions } from './resume.ts'
 import type { RunOptions } from './run.ts'
 import type { StatusOptions } from './status.ts'
+import type { DiffOptions } from './diff.ts'
+import type { PruneOptions } from './prune.ts'
+import type { RmOptions } from './rm.ts'
 import { CliError, cliOf, collect, count, message, positive, repeatable, type Cli, type CliIo, type DataFlag } from './shared.ts'
 
 export type { CliIo }
@@ -33,6 +36,28 @@ const HELP = {
   config: 'JSON file whose provider sections (ollama, openai, providers) are used',
   inspect:
     'stream the loop actors to a WebSocket inspector: `loopstate inspect` (default ws://127.0.0.1:4747) or stately.ai/inspect',
+}
+
+/** The statuses `list --status` takes. */
+const LIST_STATUSES = ['running', 'queued', 'paused', 'completed', 'errored', 'stalled', 'cancelled']
+
+function listStatuses(value: string, previous: string[]): string[] {
+  const statuses = collect(value, previous)
+  const bad = statuses.find((s) => !LIST_STATUSES.includes(s))
+  if (bad !== undefined) throw new InvalidArgumentError(`'${bad}' is not a status (${LIST_STATUSES.join(', ')}).`)
+  return statuses
+}
+
+/** A command's examples, for `addHelpText('after', …)`. */
+function examples(lines: string[]): string {
+  return `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`
+}
+
+/** `--older-than 7d`: a duration in ms (s, m, h, d, w). */
+function duration(value: string): number {
+  const m = /^\s*(\d+)\s*([smhdw])\s*$/.exec(value)
+  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError('expected a duration such as 30m, 12h or 7d.')
+  return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w']
 }
 
 /** Runs one command line (`argv` as in process.argv); resolves to its exit code. */
@@ -74,7 +99,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .addHelpText(
       'after',
       '\nExit codes: 0 completed, 1 errored, 2 bad usage or input, 3 stalled, 4 cancelled,\n' +
-        '130/143 stopped by SIGINT/SIGTERM (the loops are saved and stay resumable).',
+        '130/143 stopped by SIGINT/SIGTERM, 141 stdout closed (the loops are saved and stay resumable).',
     )
   /** The action of a command: its file is loaded now, its result is the exit code. */
   const act = async (run: Promise<number>) => setExit(await run)
@@ -83,9 +108,9 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .command('run')
     .description('run a loop on a plan (or a goal) until it ends; Ctrl-C saves it and leaves it resumable')
     .argument('[plan]', 'plan file (markdown; `<!-- section -->` lines split it into sections)')
-    .option('--goal <text>', 'work on a goal text instead of a plan file')
+    .option('-g, --goal <text>', 'work on a goal text instead of a plan file')
     .option(
-      '--model <spec>',
+      '-m, --model <spec>',
       'coder model, e.g. ollama:qwen3:8b, openai:gpt-4.1-mini, llamacpp:any, openrouter:qwen/qwen3-coder or ' +
         'scripted:scenario.json; repeat or comma-separate for a fallback chain',
       collect,
@@ -93,7 +118,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     )
     .option('--auditor-model <spec>', 'auditor model(s), same form (default: the coder models)', collect, [])
     .option(
-      '--workspace <dir>',
+      '-w, --workspace <dir>',
       'directory the coder works in (default: the current directory); in a git repository the loop works in a worktree on branch loop/<name>',
     )
     .option('--in-place', 'work in the workspace directory itself even when it is in a git repository')
@@ -105,7 +130,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
       repeatable,
       [],
     )
-    .option('--name <name>', 'loop name (default: from the plan title)')
+    .option('-n, --name <name>', 'loop name (default: from the plan title)')
     .option(
       '--config <file>',
       'JSON file of loop options (maxRetries, stallTimeoutMs, budget, …) and provider sections ' +
@@ -115,30 +140,80 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--openai-base-url <url>', HELP.openai)
     .option('--provider <[scheme=]file>', HELP.provider, repeatable, [])
     .option('--inspect [url]', HELP.inspect)
-    .option('--data <dir>', HELP.data)
+    .option('-j, --json', 'print the result as one JSON object on stdout (output, exitCode, detail); progress goes to stderr')
+    .option('-d, --data <dir>', HELP.data)
+    .addHelpText(
+      'after',
+      examples([
+        'loopstate run plan.md -m ollama:qwen3:8b',
+        'loopstate run -g "add a --verbose flag" -m openai:gpt-4.1-mini,ollama:qwen3:8b -w ../repo -n verbose',
+        'loopstate run plan.md -m llamacpp:any --check "npm test" --max-iterations 5',
+        'loopstate run plan.md -m scripted:scenario.json -j > result.json',
+      ]) +
+        '\n\nThe models are asked for first (an unreachable server or a missing model: one line, exit 2, nothing saved).\n' +
+        'Ctrl-C saves the loop and prints the `loopstate resume` command that carries it on.',
+    )
     .action((plan: string | undefined, opts: RunOptions) => act(import('./run.ts').then((m) => m.runCommand(cli, plan, opts))))
 
   program
     .command('list')
-    .description('list the loops of the data dir')
-    .option('--json', 'JSON array of loop views')
-    .option('--data <dir>', HELP.data)
+    .description('list the loops of the data dir, newest first; ⚠ marks an unfinished loop no process runs')
+    .option('--status <status>', `only loops of these statuses (${LIST_STATUSES.join(', ')}); repeat or comma-separate`, listStatuses, [])
+    .option('--limit <n>', 'only the N newest loops', positive)
+    .option('-j, --json', 'JSON array of loop views (oldest first, with the pid of the process that runs each, or null)')
+    .option('-d, --data <dir>', HELP.data)
+    .addHelpText('after', examples(['loopstate list', 'loopstate list --status running,paused --limit 10', 'loopstate list -j -d /tmp/data']))
     .action((opts: ListOptions) => act(import('./list.ts').then((m) => m.listCommand(cli, opts))))
 
   program
     .command('status')
     .description('show one loop: phase, findings, sections, usage, last audit')
     .argument('<name>', 'loop name')
-    .option('--json', 'the loop detail as JSON')
-    .option('--data <dir>', HELP.data)
+    .option('-j, --json', 'the loop detail as JSON')
+    .option('-d, --data <dir>', HELP.data)
+    .addHelpText('after', examples(['loopstate status add-a-greeting', 'loopstate status add-a-greeting -j']))
     .action((name: string, opts: StatusOptions) => act(import('./status.ts').then((m) => m.statusCommand(cli, name, opts))))
+
+  program
+    .command('diff')
+    .description(
+      "show what a loop changed: a git loop's branch loop/<name> and worktree against its base; " +
+        "in a plain directory, the files the loop's tools wrote",
+    )
+    .argument('<name>', 'loop name')
+    .option('--stat', 'only the files and how each changed')
+    .option('-j, --json', 'the diff as JSON: { kind, base, branch, files: [{ path, status, patch }], text }')
+    .option('-d, --data <dir>', HELP.data)
+    .addHelpText('after', examples(['loopstate diff add-a-greeting', 'loopstate diff add-a-greeting --stat', 'loopstate diff add-a-greeting -j']))
+    .action((name: string, opts: DiffOptions) => act(import('./diff.ts').then((m) => m.diffCommand(cli, name, opts))))
+
+  program
+    .command('rm')
+    .description('remove a loop from the data dir: record, history, journal, waiting commands (a running loop: cancel it first)')
+    .argument('<name>', 'loop name')
+    .option('--worktree', 'also remove its git worktree (the branch loop/<name> stays)')
+    .option('-f, --force', 'remove a loop that has not ended (no process runs it; it would be resumable)')
+    .option('-d, --data <dir>', HELP.data)
+    .addHelpText('after', examples(['loopstate rm add-a-greeting', 'loopstate rm old-experiment --worktree', 'loopstate rm stopped-loop --force']))
+    .action((name: string, opts: RmOptions) => act(import('./rm.ts').then((m) => m.rmCommand(cli, name, opts))))
+
+  program
+    .command('prune')
+    .description('remove the loops that ended (completed, cancelled, errored, stalled) longer ago than a duration, as rm does')
+    .requiredOption('--older-than <duration>', 'e.g. 30m, 12h, 7d: loops whose last change is older are removed', duration)
+    .option('--worktree', 'also remove their git worktrees (the branches stay)')
+    .option('--dry-run', 'only list what would be removed')
+    .option('-d, --data <dir>', HELP.data)
+    .addHelpText('after', examples(['loopstate prune --older-than 7d --dry-run', 'loopstate prune --older-than 12h --worktree']))
+    .action((opts: PruneOptions) => act(import('./prune.ts').then((m) => m.pruneCommand(cli, opts))))
 
   program
     .command('history')
     .description("print a loop's transition log; `*` marks the snapshots that fork starts from")
     .argument('<name>', 'loop name')
-    .option('--json', 'JSON array of history entries (without the snapshots: hasSnapshot says where one is kept)')
-    .option('--data <dir>', HELP.data)
+    .option('--raw', "the statechart's own event and state names, and local times")
+    .option('-j, --json', 'JSON array of history entries (without the snapshots: hasSnapshot says where one is kept)')
+    .option('-d, --data <dir>', HELP.data)
     .action((name: string, opts: HistoryOptions) => act(import('./history.ts').then((m) => m.historyCommand(cli, name, opts))))
 
   program
@@ -146,9 +221,9 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .description("print what the loop's models said and did, session by session (tool calls, results, re-prompts)")
     .argument('<name>', 'loop name')
     .option('--session <n>', 'only session N', positive)
-    .option('--json', 'JSON array of sessions: { id, head, messages }')
+    .option('-j, --json', 'JSON array of sessions: { id, head, messages }')
     .option('--follow', 'keep printing new messages until the loop ends')
-    .option('--data <dir>', HELP.data)
+    .option('-d, --data <dir>', HELP.data)
     .action((name: string, opts: LogOptions) => act(import('./log.ts').then((m) => m.logCommand(cli, name, opts))))
 
   program
@@ -156,9 +231,9 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .description('start a new loop from a past snapshot of a loop (with a copy of its workspace) and run it here, like run')
     .argument('<name>', 'loop to fork; it is left as it is')
     .requiredOption('--at <seq>', 'history entry (see `loopstate history`): its snapshot, or the nearest earlier one', positive)
-    .option('--name <name>', 'name of the new loop (default: <name>-fork)')
-    .option('--workspace <dir>', "where the copy of the workspace goes (default: beside the original, '<workspace>.<new name>'); must not exist")
-    .option('--model <spec>', 'coder model(s) for the fork (the auditor\'s too when they were the same)', collect, [])
+    .option('-n, --name <name>', 'name of the new loop (default: <name>-fork)')
+    .option('-w, --workspace <dir>', "where the copy of the workspace goes (default: beside the original, '<workspace>.<new name>'); must not exist")
+    .option('-m, --model <spec>', 'coder model(s) for the fork (the auditor\'s too when they were the same)', collect, [])
     .option('--say <text>', 'a message for the fork\'s next prompt')
     .option('--check <command>', 'a check added to the fork\'s; repeatable', repeatable, [])
     .option('--ollama-host <url>', HELP.ollama)
@@ -166,7 +241,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--provider <[scheme=]file>', HELP.provider, repeatable, [])
     .option('--config <file>', HELP.config)
     .option('--inspect [url]', HELP.inspect)
-    .option('--data <dir>', HELP.data)
+    .option('-d, --data <dir>', HELP.data)
     .action((name: string, opts: ForkOptions) => act(import('./fork.ts').then((m) => m.forkCommand(cli, name, opts))))
 
   program
@@ -182,7 +257,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--provider <[scheme=]file>', HELP.provider, repeatable, [])
     .option('--config <file>', HELP.config)
     .option('--inspect [url]', HELP.inspect)
-    .option('--data <dir>', HELP.data)
+    .option('-d, --data <dir>', HELP.data)
     .action((name: string | undefined, opts: ResumeOptions) =>
       act(import('./resume.ts').then((m) => m.resumeCommand(cli, name, opts))),
     )
@@ -196,7 +271,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .argument('<name>', 'loop name')
     .option('--more <n>', 'rework passes added (default 5)', positive)
     .option('--say <text>', 'a message for the next prompt (a completed loop needs one)')
-    .option('--model <spec>', 'coder model(s) instead of the loop\'s (the auditor\'s too when they were the same)', collect, [])
+    .option('-m, --model <spec>', 'coder model(s) instead of the loop\'s (the auditor\'s too when they were the same)', collect, [])
     .option('--check <command>', 'a check added to the loop\'s; repeatable', repeatable, [])
     .option('--max-tokens <n>', 'raise the token budget', positive)
     .option('--max-cost-usd <n>', 'raise the cost budget', (v: string) => {
@@ -210,7 +285,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--provider <[scheme=]file>', HELP.provider, repeatable, [])
     .option('--config <file>', HELP.config)
     .option('--inspect [url]', HELP.inspect)
-    .option('--data <dir>', HELP.data)
+    .option('-d, --data <dir>', HELP.data)
     .action((name: string, opts: ContinueOptions) => act(import('./continue.ts').then((m) => m.continueCommand(cli, name, opts))))
 
   for (const [kind, description] of [
@@ -221,7 +296,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
       .command(kind)
       .description(description)
       .argument('<name>', 'loop name')
-      .option('--data <dir>', HELP.data)
+      .option('-d, --data <dir>', HELP.data)
       .action((name: string, opts: DataFlag) => act(import('./control.ts').then((m) => m.controlCommand(cli, kind, name, opts))))
   }
 
@@ -230,7 +305,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .description("send a message that the loop's next prompt includes")
     .argument('<name>', 'loop name')
     .argument('<text...>', 'the message')
-    .option('--data <dir>', HELP.data)
+    .option('-d, --data <dir>', HELP.data)
     .action((name: string, words: string[], opts: DataFlag) =>
       act(import('./control.ts').then((m) => m.sayCommand(cli, name, words, opts))),
     )
@@ -239,7 +314,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .command('clean')
     .description("remove an ended loop's git worktree (its branch loop/<name> stays)")
     .argument('<name>', 'loop name')
-    .option('--data <dir>', HELP.data)
+    .option('-d, --data <dir>', HELP.data)
     .action((name: string, opts: DataFlag) => act(import('./clean.ts').then((m) => m.cleanCommand(cli, name, opts))))
 
   program
@@ -248,7 +323,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .option('--ollama <model>', 'instead, run the plain-plan demo on a real model of an Ollama server')
     .option('--ollama-host <url>', HELP.ollama)
     .option('--inspect [url]', HELP.inspect)
-    .option('--data <dir>', HELP.data)
+    .option('-d, --data <dir>', HELP.data)
     .action((opts: DemoOptions) => act(import('./demo.ts').then((m) => m.demoCommand(cli, opts))))
 
   program
@@ -256,7 +331,7 @@ function buildProgram(cli: Cli, io: CliIo, setExit: (code: number) => void): Com
     .description('serve the loop viewer (statecharts, event logs, context, past snapshots) on 127.0.0.1')
     .option('--port <n>', 'port (default 4747; 0 picks a free one)', count)
     .option('--host <host>', 'address to listen on (default 127.0.0.1); a non-loopback one requires the random token printed at start')
-    .option('--data <dir>', HELP.data)
+    .option('-d, --data <dir>', HELP.data)
     .action((opts: InspectOptions) => act(import('./inspect.ts').then((m) => m.inspectCommand(cli, opts))))
 
   return program

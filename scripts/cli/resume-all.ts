@@ -59,7 +59,7 @@ export async function resumeAllCommand(cli: Cli, dataDir: string, flags: EngineF
   }
   cli.out()
 
-  progress = showProgress(handles)
+  progress = showProgress(handles, { detail: (name) => engine.get(name) })
   const keepAlive = setInterval(() => {}, 60_000)
   const ended = new Map<string, { output: LoopOutput } | { crash: unknown }>()
   const unsubscribe: (() => void)[] = []
@@ -79,7 +79,7 @@ export async function resumeAllCommand(cli: Cli, dataDir: string, flags: EngineF
   })
   clearInterval(keepAlive)
   unsubscribe.forEach((u) => u())
-  progress.stop()
+  await progress.stop()
   const rows = handles.map((h) => {
     const result = ended.get(h.name)
     return { name: h.name, view: result && 'crash' in result ? null : h.view(), result }
@@ -88,7 +88,7 @@ export async function resumeAllCommand(cli: Cli, dataDir: string, flags: EngineF
   guard.dispose()
 
   cli.out()
-  cli.out(resultTable(rows))
+  cli.out(resultTable(rows, cli.term.style, cli.term.columns))
   const notes: string[] = []
   let code = 0
   for (const { name, view, result } of rows) {

@@ -14,6 +14,8 @@ export interface RunOptions extends ProviderFlags, DataFlag {
   maxIterations?: number
   check: string[]
   name?: string
+  /** The result object as JSON on stdout; every other line on stderr. */
+  json?: boolean
 }
 
 export async function runCommand(cli: Cli, plan: string | undefined, opts: RunOptions): Promise<number> {
@@ -37,6 +39,9 @@ export async function runCommand(cli: Cli, plan: string | undefined, opts: RunOp
       `loop ${detail.name} started: ${plan !== undefined ? `${detail.kind} plan ${plan}` : 'goal'}, ` +
       `workspace ${detail.workspace}, data ${dataDir}`,
     hintUnfinished: true,
+    // every model the loop may call, fallbacks included, before anything is saved
+    checkModels: { command: 'run', models: [...models, ...(loopOptions.auditorModels ?? [])] },
+    json: opts.json === true,
   })
 }
 

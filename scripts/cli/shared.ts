@@ -6,21 +6,37 @@
 import { resolve } from 'node:path'
 import { InvalidArgumentError } from 'commander'
 import { oneLine } from '../format.ts'
+import { termOf, type Term } from '../term.ts'
 
 /** Where the CLI writes: one line of stdout, one line of stderr (without their newlines). */
 export interface CliIo {
   out(line: string): void
   err(line: string): void
+  /**
+   * What stdout is: a terminal (colour, redrawing) and its width. Absent: not a
+   * terminal (no colour unless FORCE_COLOR, tables fit COLUMNS or 80).
+   */
+  stdout?: { isTTY?: boolean; columns?: number }
+  /** The environment that decides colour and widths (NO_COLOR, FORCE_COLOR, TERM, COLUMNS). @default process.env */
+  env?: Record<string, string | undefined>
 }
 
-/** What a command writes with: `out` a line of stdout, `err` a `loopstate: …` message on one line of stderr. */
+/**
+ * What a command writes with: `out` a line of stdout, `err` a `loopstate: …` message
+ * on one line of stderr, and `term`, what stdout allows (scripts/term.ts).
+ */
 export interface Cli {
   out(line?: string): void
   err(message: string): void
+  term: Term
 }
 
 export function cliOf(io: CliIo): Cli {
-  return { out: (line = '') => io.out(line), err: (m) => io.err(`loopstate: ${oneLine(m)}`) }
+  return {
+    out: (line = '') => io.out(line),
+    err: (m) => io.err(`loopstate: ${oneLine(m)}`),
+    term: termOf(io.stdout ?? {}, io.env ?? process.env),
+  }
 }
 
 /** A failure the CLI reports as one line, with its exit code (2: bad usage or input). */

@@ -1,7 +1,9 @@
-/** `loopstate status NAME`: one loop in detail. */
+/** `loopstate status NAME`: one loop in detail (and, for one that has not ended, which process runs it). */
 import type { LoopDetail } from '../../services/views.ts'
+import { FINAL } from '../../services/engine/types.ts'
 import { detailText } from '../format.ts'
 import { notFound, openClient } from './client.ts'
+import { dataFlag } from './list.ts'
 import { CliError, dataDirOf, message, type Cli, type DataFlag } from './shared.ts'
 
 export interface StatusOptions extends DataFlag {
@@ -10,13 +12,28 @@ export interface StatusOptions extends DataFlag {
 
 export async function statusCommand(cli: Cli, name: string, opts: StatusOptions): Promise<number> {
   const dataDir = dataDirOf(opts)
+  const client = openClient(cli, dataDir)
   let detail: LoopDetail | null
   try {
-    detail = await openClient(cli, dataDir).get(name)
+    detail = await client.get(name)
   } catch (e) {
     throw new CliError(message(e))
   }
   if (detail === null) throw notFound(name, dataDir)
-  cli.out(opts.json ? JSON.stringify(detail, null, 2) : detailText(detail))
+  // who runs it (an ended loop is run by nobody)
+  const owner = FINAL.has(detail.status) ? null : ((await client.owner(name))?.pid ?? null)
+  if (opts.json) {
+    cli.out(JSON.stringify({ ...detail, owner }, null, 2))
+    return 0
+  }
+  const { style, columns } = cli.term
+  cli.out(
+    detailText(detail, {
+      style,
+      width: columns,
+      ...(FINAL.has(detail.status) ? {} : { owner }),
+      resume: `loopstate resume ${name}${dataFlag(dataDir)}`,
+    }),
+  )
   return 0
 }

@@ -1,10 +1,16 @@
 /**
- * The loop statechart as plain JSON for the viewer: states with their nesting,
- * and every transition with its event, guard, targets and actions, read from
- * the machine's state nodes (so the drawing follows machines/loop.machine.ts).
+ * The loop statechart as plain JSON for the viewer (GET /api/chart): states with
+ * their nesting, and every transition with its event, guard, targets and actions,
+ * read from the machine's public definition (`StateNode.definition`, and
+ * `StateNode.always` for the eventless transitions the definition leaves out), so the
+ * drawing follows machines/loop.machine.ts. The root also carries the two graphs the
+ * page lays out and draws (`views`, services/inspect/chart-views.ts).
  */
-import type { AnyStateMachine } from 'xstate'
+import type { AnyStateMachine, AnyStateNode, AnyTransitionDefinition } from 'xstate'
 import { loopMachine } from '../../machines/loop.machine.ts'
+import { chartViews, type ChartViews } from './chart-views.ts'
+
+export type { ChartView, ChartViews, ViewEdge, ViewNode, ViewNodeKind } from './chart-views.ts'
 
 export interface ChartTransition {
   /** What triggers it: an event type, `always`, `after <delay>`, `done: <actor>`, `error: <actor>`. */
@@ -32,61 +38,52 @@ export interface ChartState {
   /** Actors invoked while in the state (`session`, `commitWork`). */
   invoke: string[]
   entry: string[]
+  /** The state's tags (`session` for the states that run a model session). */
+  tags: string[]
   /** Outgoing transitions, in the order XState tries them. */
   transitions: ChartTransition[]
   states: ChartState[]
 }
 
-interface NodeLike {
-  id: string
-  key: string
-  type: ChartState['type']
-  states: Record<string, NodeLike>
-  initial?: { target?: NodeLike[] }
-  invoke?: { src: unknown; id: string }[]
-  entry?: unknown[]
-  transitions: Map<string, TransitionLike[]>
-  always?: TransitionLike[]
-}
-
-interface TransitionLike {
-  eventType: string
-  target?: NodeLike[]
-  guard?: unknown
-  reenter?: boolean
-  delay?: unknown
-  actions?: unknown[]
+/** The chart as the page gets it: the state tree, and the graphs it draws of it. */
+export interface Chart extends ChartState {
+  views: ChartViews
 }
 
 /** The chart of `machine` (default: the loop machine). */
-export function serializeChart(machine: AnyStateMachine = loopMachine): ChartState {
-  const root = machine.root as unknown as NodeLike
-  const rootId = root.id
-  const pathOf = (node: NodeLike) => (node.id === rootId ? '' : node.id.slice(rootId.length + 1))
-  const walk = (node: NodeLike): ChartState => {
-    const transitions: ChartTransition[] = []
-    for (const [eventType, list] of node.transitions) for (const t of list) transitions.push(transition(t, eventType, pathOf))
-    for (const t of node.always ?? []) transitions.push(transition(t, '', pathOf))
+export function serializeChart(machine: AnyStateMachine = loopMachine): Chart {
+  const rootId = machine.root.id
+  const pathOf = (node: AnyStateNode) => (node.id === rootId ? '' : node.id.slice(rootId.length + 1))
+  const walk = (node: AnyStateNode): ChartState => {
+    const def = node.definition
+    const transitions = [
+      ...def.transitions.map((t) => transition(t, t.eventType, pathOf)),
+      ...(node.always ?? []).map((t) => transition(t, '', pathOf)),
+    ]
+    const initial = def.initial?.target[0]
     return {
       path: pathOf(node),
-      key: node.key,
-      type: node.type,
-      initial: node.initial?.target?.[0] ? pathOf(node.initial.target[0]) : null,
-      invoke: (node.invoke ?? []).map((i) => (typeof i.src === 'string' ? i.src : i.id)),
-      entry: (node.entry ?? []).map(actionName).filter((a) => !a.startsWith('xstate.')),
+      key: def.key,
+      type: def.type,
+      initial: initial ? pathOf(initial) : null,
+      invoke: def.invoke.map((i) => (typeof i.src === 'string' ? i.src : i.id)),
+      entry: def.entry.map(actionName).filter((a) => !a.startsWith('xstate.')),
+      tags: [...def.tags],
       transitions,
       states: Object.values(node.states).map(walk),
     }
   }
-  return walk(root)
+  const tree = walk(machine.root)
+  return { ...tree, views: chartViews(tree) }
 }
 
-function transition(t: TransitionLike, eventType: string, pathOf: (n: NodeLike) => string): ChartTransition {
-  const actions = (t.actions ?? []).map(actionName)
-  const reasonAction = (t.actions ?? []).find(
+function transition(t: AnyTransitionDefinition, eventType: string, pathOf: (n: AnyStateNode) => string): ChartTransition {
+  const actions = t.actions.map(actionName)
+  const reasonAction = t.actions.find(
     (a): a is { type: string; params: { reason: string } } =>
       typeof a === 'object' && a !== null && (a as { type?: unknown }).type === 'setReason',
   )
+  const delay = (t as { delay?: unknown }).delay
   let kind: ChartTransition['kind'] = 'event'
   let label = eventType
   if (eventType === '') {
@@ -94,7 +91,7 @@ function transition(t: TransitionLike, eventType: string, pathOf: (n: NodeLike) 
     label = 'always'
   } else if (eventType.startsWith('xstate.after.')) {
     kind = 'after'
-    label = `after ${typeof t.delay === 'string' ? t.delay : (eventType.split('.')[2] ?? '')}`
+    label = `after ${typeof delay === 'string' ? delay : (eventType.split('.')[2] ?? '')}`
   } else if (eventType.startsWith('xstate.done.actor.')) {
     kind = 'done'
     label = `done: ${eventType.slice('xstate.done.actor.'.length)}`

@@ -18,6 +18,14 @@
  *   cookie counts only on a request that shows it comes from the viewer's own
  *   page (an Origin or Sec-Fetch-Site, checked above, or a Referer of its origin;
  *   the page is served with `Referrer-Policy: same-origin`).
+ * - Commands (`checkCommandAccess`: a POST that changes a loop) pass all of the
+ *   above and more, on loopback too: an `Origin` is required and must be the
+ *   viewer's; `Sec-Fetch-Site`, when present, must be `same-origin`; the request
+ *   carries the viewer's command token (random per run, given to the page only
+ *   inside the page itself) in `X-Loopstate-Token`; and its body is
+ *   `Content-Type: application/json`. A form or a no-cors fetch of another site
+ *   can set neither the header nor that type, and a cross-origin fetch that sets
+ *   them is stopped at its preflight (no CORS is ever answered).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
@@ -171,4 +179,36 @@ function first(v: string | string[] | undefined): string | undefined {
 
 function refuse(status: 401 | 403, error: string): Access {
   return { ok: false, status, error }
+}
+
+/** The header a command carries the command token in. */
+export const COMMAND_TOKEN_HEADER = 'x-loopstate-token'
+
+export type CommandAccess = { ok: true } | { ok: false; status: 401 | 403 | 415; error: string }
+
+/**
+ * Whether a command (a state-changing POST) may go on: `checkAccess`, then the
+ * command's own rules (see the module's comment). `commandToken` is the viewer's
+ * command token, required whatever `policy.token` is.
+ */
+export function checkCommandAccess(policy: AccessPolicy, commandToken: string, req: AccessRequest): CommandAccess {
+  const base = checkAccess(policy, req)
+  if (!base.ok) return base
+  const self = `http://${first(req.headers.host)!.toLowerCase()}`
+  const origin = first(req.headers.origin)
+  if (origin === undefined) return { ok: false, status: 403, error: `inspect: a command must come from this viewer's own page (${self}): it has no Origin` }
+  const site = first(req.headers['sec-fetch-site'])
+  if (site !== undefined && site !== 'same-origin') {
+    return { ok: false, status: 403, error: `inspect: a command must come from this viewer's own page (${self}), not a ${site} request (Sec-Fetch-Site)` }
+  }
+  const given = first(req.headers[COMMAND_TOKEN_HEADER])
+  if (given === undefined || given === '') {
+    return { ok: false, status: 403, error: "inspect: a command must carry the viewer's command token (X-Loopstate-Token), which only its page has" }
+  }
+  if (!sameToken(given, commandToken)) return { ok: false, status: 403, error: 'inspect: wrong command token (X-Loopstate-Token)' }
+  const type = first(req.headers['content-type'])?.split(';')[0]!.trim().toLowerCase()
+  if (type !== 'application/json') {
+    return { ok: false, status: 415, error: `inspect: a command is a JSON body (Content-Type: application/json), not ${type ? type : 'an untyped one'}` }
+  }
+  return { ok: true }
 }

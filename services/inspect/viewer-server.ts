@@ -21,16 +21,21 @@
  *
  * This module is the facade; the parts are in services/inspect/server/: start.ts
  * (putting them together), http.ts, sockets.ts, store-watcher.ts (over the JSON
- * store's change feed, adapters/json-store-feed.ts), model.ts, inspection.ts.
+ * store's change feed, adapters/json-store-feed.ts), model.ts, inspection.ts,
+ * panels.ts (a loop's transcript, diff and findings: findings.ts), records.ts.
  */
 export { checkBindHost, isLoopback } from './viewer-access.ts'
 export { startViewer } from './server/start.ts'
 export { VIEWER_LIMITS } from './server/sockets.ts'
 export {
   DEFAULT_VIEWER_PORT,
+  type DiffReport,
+  type FindingsReport,
   type LoopPayload,
   type LoopSummary,
   type PageHistoryEntry,
+  type StreamEvent,
+  type TranscriptReport,
   type Viewer,
   type ViewerOptions,
   type ViewerStats,

@@ -169,5 +169,51 @@ export function snapshotStoreContract(name: string, make: MakeSnapshotStore, opt
       expect(seqs.length).toBeGreaterThanOrEqual(20)
       expect(seqs.length).toBeLessThanOrEqual(36)
     })
+
+    it("removes one loop's record, history, transcripts and waiting commands, and nothing of another", async () => {
+      const { store, reopen } = await setup()
+      const entry = (n: number) => ({ at: '2025-01-01T00:00:00.000Z', event: 'e', from: 'a', to: 'b', iteration: n, phase: 'coding' as const })
+      const withSession = (name: string) => {
+        const record = makeRecord(name)
+        const journal = {
+          id: 1, phase: 'coding' as const, iteration: 1, sectionIndex: 0, role: 'coder' as const, delivered: 0, running: [],
+          messages: [{ role: 'system' as const, content: 'sys' }, { role: 'user' as const, content: `work on ${name}` }],
+        }
+        record.snapshot = { ...record.snapshot, context: { ...record.snapshot.context, journal } }
+        return record
+      }
+      for (const name of ['alpha', 'beta']) {
+        await store.put(withSession(name))
+        await store.appendHistory(name, [entry(1), entry(2)], 100)
+        await store.inbox.send(name, { type: 'loop.say', text: `to ${name}` })
+      }
+      await store.flush()
+      const beta = { record: await store.get('beta'), history: await store.history('beta'), transcript: await store.transcript('beta') }
+      const hadTranscripts = (await store.transcript('alpha')).length > 0
+
+      expect(await store.remove('alpha')).toEqual({ record: true, history: true, journal: hadTranscripts, commands: 1, claims: 0 })
+      expect(await store.get('alpha')).toBeNull()
+      expect(await store.has('alpha')).toBe(false)
+      expect(await store.history('alpha')).toEqual([])
+      expect(await store.transcript('alpha')).toEqual([])
+      expect(await store.inbox.waiting()).toEqual(['beta'])
+      expect((await store.list()).map((r) => r.name)).toEqual(['beta'])
+      expect({ record: await store.get('beta'), history: await store.history('beta'), transcript: await store.transcript('beta') }).toEqual(beta)
+      // nothing left: removing again finds nothing; the name starts afresh
+      expect(await store.remove('alpha')).toEqual({ record: false, history: false, journal: false, commands: 0, claims: 0 })
+      await store.put(makeRecord('alpha', { iteration: 7 }))
+      await store.appendHistory('alpha', [entry(1)], 100)
+      expect((await store.history('alpha')).map((e) => e.seq)).toEqual([1])
+      if (reopen) {
+        await store.flush()
+        const again = await reopen()
+        expect((await again.list()).map((r) => [r.name, r.iteration])).toEqual([
+          ['alpha', 7],
+          ['beta', 1],
+        ])
+        expect((await again.history('alpha')).map((e) => e.seq)).toEqual([1])
+      }
+      await expect(store.remove('../escape')).rejects.toThrow("snapshot-store: invalid loop name '../escape'")
+    })
   })
 }

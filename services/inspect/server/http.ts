@@ -8,14 +8,20 @@
  *     GET /api/loops/<name>              LoopPayload
  *     GET /api/loops/<name>/history      PageHistoryEntry[]
  *     GET /api/loops/<name>/history/<n>  the state and detail saved with entry n
+ *     GET /vendor/elk.bundled.js         elkjs's browser bundle (the page's graph layout)
+ *     GET /api/loops/<name>/transcript, /diff, /findings  the loop's panels (server/panels.ts)
+ *     POST /api/loops/<name>/commands    pause, resume, cancel or say (server/commands.ts)
  */
 import { readdir, readFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { extname, join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { serializeChart } from '../chart.ts'
 import { checkAccess, tokenCookie, type AccessPolicy } from '../viewer-access.ts'
+import { handleCommand, withCommandToken, type CommandDeps } from './commands.ts'
 import type { LoopsModel } from './model.ts'
+import { panelAnswer, PANEL_ROUTE, type PanelDeps } from './panels.ts'
 
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -26,6 +32,9 @@ const TYPES: Record<string, string> = {
   '.css': 'text/css; charset=utf-8',
 }
 const LOOP_ROUTE = /^\/api\/loops\/([a-z0-9][a-z0-9-]{0,79})(?:\/history(?:\/(\d+))?)?$/
+const COMMAND_ROUTE = /^\/api\/loops\/([a-z0-9][a-z0-9-]{0,79})\/commands$/
+/** elkjs's browser bundle: the page lays the statechart out with it (viewer/graph.js), from the viewer, no CDN. */
+const ELK_ROUTE = '/vendor/elk.bundled.js'
 
 export interface HttpDeps {
   /** Its `port` is set once the server listens (before any request arrives). */
@@ -37,6 +46,10 @@ export interface HttpDeps {
   watchHistory(name: string): Promise<void>
   /** Takes a WebSocket upgrade that passed the access checks (server/sockets.ts). */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void
+  /** The loop's transcript, diff and findings (server/panels.ts). */
+  panels: Pick<PanelDeps, 'watcher'>
+  /** The page's controls: its command token and the client commands go through. */
+  commands: CommandDeps
 }
 
 /** The viewer's HTTP server (not yet listening). */
@@ -44,6 +57,7 @@ export async function createViewerHttp(deps: HttpDeps): Promise<Server> {
   const { policy, model } = deps
   const assets = await staticRoutes(deps.staticDir)
   const chartJson = JSON.stringify(serializeChart())
+  const elkBundle = elkBundlePath()
   const access = (req: IncomingMessage) => checkAccess(policy, { url: req.url ?? '/', headers: req.headers })
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -52,11 +66,18 @@ export async function createViewerHttp(deps: HttpDeps): Promise<Server> {
       if (verdict.status === 401) res.setHeader('www-authenticate', 'Bearer')
       return send(res, verdict.status, { error: verdict.error })
     }
+    const command = req.method === 'POST' ? COMMAND_ROUTE.exec(new URL(req.url ?? '/', 'http://viewer').pathname) : null
+    if (command) {
+      const answer = await handleCommand(deps.commands, command[1]!, req)
+      return send(res, answer.status, answer.body)
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'GET only' })
     const path = new URL(req.url ?? '/', 'http://viewer').pathname
     const asset = assets.get(path)
     if (asset) {
-      const body = await readFile(join(deps.staticDir, asset.file))
+      const file = await readFile(join(deps.staticDir, asset.file))
+      // the page's command token reaches it only inside the page (server/commands.ts)
+      const body = asset.file === 'index.html' ? withCommandToken(file.toString('utf8'), deps.commands.token) : file
       const headers: Record<string, string> = {
         'content-type': asset.type,
         'cache-control': 'no-store',
@@ -71,8 +92,24 @@ export async function createViewerHttp(deps: HttpDeps): Promise<Server> {
       res.end(body)
       return
     }
+    if (path === ELK_ROUTE && elkBundle !== null) {
+      res.writeHead(200, {
+        'content-type': TYPES['.js']!,
+        'cache-control': 'no-store',
+        'content-security-policy': CSP,
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'same-origin',
+      })
+      res.end(await readFile(elkBundle))
+      return
+    }
     if (path === '/api/chart') return sendRaw(res, chartJson)
     if (path === '/api/loops') return send(res, model.summaries())
+    const panel = PANEL_ROUTE.exec(path)
+    if (panel) {
+      const answer = await panelAnswer({ model, watcher: deps.panels.watcher, watchHistory: deps.watchHistory }, panel[1]!, panel[2]!, new URL(req.url ?? '/', 'http://viewer').searchParams)
+      return send(res, answer.status, answer.body)
+    }
     const m = LOOP_ROUTE.exec(path)
     if (m) {
       const name = m[1]!
@@ -111,6 +148,18 @@ async function staticRoutes(dir: string): Promise<Map<string, { file: string; ty
   const index = routes.get('/index.html')
   if (index) routes.set('/', index)
   return routes
+}
+
+/**
+ * Where elkjs's browser bundle is: resolved from this module, so it is found from the
+ * sources, from the bundle in dist/ and from an installed package alike; null without elkjs.
+ */
+function elkBundlePath(): string | null {
+  try {
+    return createRequire(import.meta.url).resolve('elkjs/lib/elk.bundled.js')
+  } catch {
+    return null
+  }
 }
 
 /** Answers a refused upgrade with its status and JSON message, and closes the socket. */

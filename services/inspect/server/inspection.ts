@@ -4,11 +4,10 @@
  * from engines started with `--inspect`. A loop actor's snapshots make its live
  * record and transitions; its children (sessions) and every event go to its stream.
  */
-import type { HistoryEntry } from '../../../adapters/snapshot-store.ts'
 import type { LoopContext } from '../../../machines/loop.types.ts'
 import { phaseState, stateString } from '../../views.ts'
 import type { LoopsModel } from './model.ts'
-import { syntheticRecord, type Snap } from './records.ts'
+import { eventPayload, sectionOf, syntheticRecord, type Snap, type ViewerEntry } from './records.ts'
 
 const LIVE_HISTORY_KEEP = 500
 
@@ -21,7 +20,7 @@ export interface Inspection {
   name?: string
   createdAt?: string
   snapshot?: { status?: string; value?: unknown; context?: unknown }
-  event?: { type?: string }
+  event?: { type?: string; [k: string]: unknown }
 }
 
 export class InspectionEvents {
@@ -47,7 +46,13 @@ export class InspectionEvents {
         this.#loopOf.set(msg.sessionId, `child:${msg.parentId}`)
         const live = this.model.get(name)?.live
         live?.children.set(msg.sessionId, { name: msg.name ?? 'actor', status: msg.snapshot?.status ?? 'active' })
-        this.model.streamEvent(name, { at, type: `spawned ${msg.name ?? 'actor'}`, target: msg.name ?? 'actor', source: null })
+        this.model.streamEvent(name, {
+          at,
+          type: `spawned ${msg.name ?? 'actor'}`,
+          target: msg.name ?? 'actor',
+          source: null,
+          payload: { actor: msg.name ?? 'actor', status: msg.snapshot?.status ?? 'active' },
+        })
         this.model.changed(name)
       }
       return
@@ -60,7 +65,7 @@ export class InspectionEvents {
           this.#loopOf.set(msg.sessionId, context.name)
           sessions.add(msg.sessionId)
         }
-        this.#liveSnapshot(context.name, msg.sessionId, msg.snapshot as Snap, at, msg.event?.type ?? '')
+        this.#liveSnapshot(context.name, msg.sessionId, msg.snapshot as Snap, at, msg.event?.type ?? '', msg.event)
         return
       }
       const parent = this.#parentLoop(msg.sessionId)
@@ -79,7 +84,13 @@ export class InspectionEvents {
       const name = direct ?? this.#parentLoop(msg.sessionId)
       if (name === null) return
       const source = msg.sourceId ? (this.#actorNames.get(msg.sourceId) ?? null) : null
-      this.model.streamEvent(name, { at, type, target: direct !== null ? 'loop' : (this.#actorNames.get(msg.sessionId) ?? 'child'), source })
+      this.model.streamEvent(name, {
+        at,
+        type,
+        target: direct !== null ? 'loop' : (this.#actorNames.get(msg.sessionId) ?? 'child'),
+        source,
+        payload: eventPayload(msg.event),
+      })
     }
   }
 
@@ -105,7 +116,7 @@ export class InspectionEvents {
     return v?.startsWith('child:') ? this.#loopName(v.slice('child:'.length)) : null
   }
 
-  #liveSnapshot(name: string, sessionId: string, snap: Snap, at: number, event: string): void {
+  #liveSnapshot(name: string, sessionId: string, snap: Snap, at: number, event: string, payload?: unknown): void {
     const e = this.model.entry(name)
     const state = stateString(snap.value)
     const createdAt = e.store?.createdAt ?? new Date(snap.context.startedAt ?? at).toISOString()
@@ -118,7 +129,7 @@ export class InspectionEvents {
     live.connected = true
     if (state !== live.lastState) {
       const from = live.lastState
-      const entry: HistoryEntry = {
+      const entry: ViewerEntry = {
         seq: (live.history.at(-1)?.seq ?? 0) + 1,
         at: new Date(at).toISOString(),
         event,
@@ -126,7 +137,9 @@ export class InspectionEvents {
         to: state,
         iteration: snap.context.iteration,
         phase: snap.context.phase,
+        section: sectionOf(snap.context),
       }
+      if (payload !== undefined) entry.payload = eventPayload(payload)
       if (phaseState(from) !== phaseState(state)) entry.snapshot = { status: snap.status ?? 'active', value: snap.value, context: snap.context }
       live.history.push(entry)
       if (live.history.length > LIVE_HISTORY_KEEP) live.history.shift()

@@ -3,13 +3,17 @@
  * the store (record, owner, history: server/store-watcher.ts) and from inspection
  * events (a live record, its transitions, children and event stream:
  * server/inspection.ts), and what changed since the pages were last pushed to.
+ * It decides, once, each loop's status and who runs it (`LoopSummary.run`), and
+ * builds each payload from one record, so that no two parts of the page disagree.
  */
-import type { HistoryEntry, LoopRecord } from '../../../adapters/snapshot-store.ts'
+import type { LoopRecord } from '../../../adapters/snapshot-store.ts'
 import { emptyUsage } from '../../../machines/loop.machine.ts'
+import { FINAL } from '../../engine/types.ts'
 import { detailOf, stateString, viewOf, type LoopDetail, type LoopView } from '../../views.ts'
 import { sanitize } from '../sanitize.ts'
-import { pageEntry, syntheticRecord, type Snap } from './records.ts'
-import type { LoopPayload, LoopSummary, PageHistoryEntry, StreamEvent } from './types.ts'
+import { findingsReport } from './findings.ts'
+import { pageEntry, sectionOf, syntheticRecord, uncut, withSections, type Snap, type ViewerEntry } from './records.ts'
+import type { FindingsReport, LoopPayload, LoopSummary, PageHistoryEntry, StreamEvent } from './types.ts'
 
 const DETAIL_LIMITS = { maxString: 4000, maxItems: 1000 }
 const STREAM_KEEP = 300
@@ -19,7 +23,7 @@ export interface LiveLoop {
   sessionId: string
   record: LoopRecord
   lastState: string
-  history: HistoryEntry[]
+  history: ViewerEntry[]
   children: Map<string, { name: string; status: string }>
   stream: StreamEvent[]
   connected: boolean
@@ -33,7 +37,7 @@ export interface LoopEntry {
   owner: number | null
   live: LiveLoop | null
   /** Its history in the store (once someone looked at it). */
-  history: HistoryEntry[]
+  history: ViewerEntry[]
 }
 
 /** What changed since the last push. */
@@ -49,6 +53,8 @@ export interface Changes {
 export class LoopsModel {
   readonly #loops = new Map<string, LoopEntry>()
   #changes: Changes = freshChanges()
+  /** The seq of the last stream event (over every loop). */
+  #streamSeq = 0
 
   has(name: string): boolean {
     return this.#loops.has(name)
@@ -89,23 +95,32 @@ export class LoopsModel {
 
   // --- what the page is sent ---
 
+  /** The loops, those some process runs (`run` live or owned) first, then newest first (createdAt, then name). */
   summaries(): LoopSummary[] {
+    const active = (s: LoopSummary) => (s.run === 'live' || s.run === 'owned' ? 0 : 1)
     return [...this.#loops.values()]
       .map((e) => summary(e))
       .filter((s): s is LoopSummary => s !== null)
-      .sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.name < b.name ? -1 : 1))
+      .sort((a, b) => active(a) - active(b) || (a.createdAt > b.createdAt ? -1 : a.createdAt < b.createdAt ? 1 : a.name < b.name ? -1 : 1))
   }
 
+  /**
+   * The loop's summary and detail, both from one record (the newer of the store's
+   * and the inspector's): the header, the usage and every panel of the page show
+   * the same moment. The inspector's context has its long texts cut; those the store
+   * has whole are taken from it.
+   */
   payload(name: string): LoopPayload | null {
     const e = this.#loops.get(name)
     if (!e) return null
     const s = summary(e)
     if (s === null) return null
-    // The store has the full texts; the inspector's context is cut. Detail from the store when there is one.
-    const record = e.store ?? e.live!.record
+    const record = currentRecord(e)!
     let detail: LoopDetail
     try {
-      detail = { ...sanitize(detailOf(record), DETAIL_LIMITS), ...s }
+      let full = detailOf(record)
+      if (e.store && record !== e.store) full = uncut(full, detailOf(e.store))
+      detail = { ...sanitize(full, DETAIL_LIMITS), ...s }
     } catch {
       // a context the viewer cannot read (an inspector's, cut too deep): the summary alone
       detail = {
@@ -132,6 +147,19 @@ export class LoopsModel {
 
   stream(name: string): StreamEvent[] {
     return this.#loops.get(name)?.live?.stream ?? []
+  }
+
+  /** What the history tells of each finding of the loop (server/findings.ts), or null when it is not known. */
+  findings(name: string): FindingsReport | null {
+    const e = this.#loops.get(name)
+    const record = e ? currentRecord(e) : null
+    if (!record) return null
+    try {
+      return sanitize(findingsReport(this.#historyOf(name), record.snapshot.context, record.updatedAt), DETAIL_LIMITS)
+    } catch {
+      // a context the viewer cannot read (an inspector's, cut too deep)
+      return null
+    }
   }
 
   /** The state and context saved with history entry `seq`. */
@@ -182,9 +210,10 @@ export class LoopsModel {
   }
 
   /** Its store history read in full (`reset`), or the entries appended to it. */
-  storeHistory(name: string, entries: HistoryEntry[], reset: boolean): void {
+  storeHistory(name: string, entries: ViewerEntry[], reset: boolean): void {
     const e = this.#loops.get(name)
     if (!e) return
+    withSections(entries, reset ? null : (e.history.at(-1)?.section ?? null))
     if (reset) e.history = entries
     else e.history.push(...entries)
     if (entries.length > 0 || reset) this.queueHistory(name, reset, entries)
@@ -192,7 +221,7 @@ export class LoopsModel {
 
   // --- the inspector's side ---
 
-  queueHistory(name: string, reset: boolean, fresh: HistoryEntry[]): void {
+  queueHistory(name: string, reset: boolean, fresh: ViewerEntry[]): void {
     const pending = this.#changes.history.get(name)
     if (reset || !pending) {
       this.#changes.history.set(name, {
@@ -206,9 +235,11 @@ export class LoopsModel {
     }
   }
 
-  streamEvent(name: string, event: StreamEvent): void {
+  /** An event of the loop's inspector stream (numbered here, and stamped with the loop's section). */
+  streamEvent(name: string, seen: Omit<StreamEvent, 'seq' | 'section'>): void {
     const live = this.#loops.get(name)?.live
     if (!live) return
+    const event: StreamEvent = { seq: ++this.#streamSeq, ...seen, section: sectionOf(live.record.snapshot.context) }
     live.stream.push(event)
     if (live.stream.length > STREAM_KEEP) live.stream.shift()
     const pending = this.#changes.stream.get(name) ?? []
@@ -216,31 +247,42 @@ export class LoopsModel {
     this.#changes.stream.set(name, pending)
   }
 
-  #historyOf(name: string): HistoryEntry[] {
+  #historyOf(name: string): ViewerEntry[] {
     const e = this.#loops.get(name)
     if (!e) return []
     return e.store || e.history.length > 0 ? e.history : (e.live?.history ?? [])
   }
 }
 
+/** The newer of its store's and its inspector's record (same clock: the engine stamps both). */
+function currentRecord(e: LoopEntry): LoopRecord | null {
+  const store = e.store
+  const live = e.live?.record ?? null
+  return store && live ? (Date.parse(live.updatedAt) >= Date.parse(store.updatedAt) ? live : store) : (store ?? live)
+}
+
 function summary(e: LoopEntry): LoopSummary | null {
   const store = e.store
   const live = e.live?.record ?? null
-  // The newer of the two (same clock: the engine stamps both).
-  const record = store && live ? (Date.parse(live.updatedAt) >= Date.parse(store.updatedAt) ? live : store) : (store ?? live)
+  const record = currentRecord(e)
   if (!record) return null
+  const status = store && record === live && store.status === 'queued' && live.status === 'running' ? 'running' : record.status
+  // One answer to who runs it: an ended loop is ended, whatever still streams or holds it.
+  const run: LoopSummary['run'] = FINAL.has(status) ? 'ended' : e.live?.connected ? 'live' : e.owner !== null ? 'owned' : 'none'
   let view: LoopView
   try {
-    view = viewOf(record)
+    // a loop no process runs stopped at its last save: its clock stopped there too
+    view = viewOf(record, run === 'none' ? Date.parse(record.updatedAt) : Date.now())
   } catch {
     return null
   }
-  if (store && record === live && store.status === 'queued' && live.status === 'running') view.status = 'running'
+  view.status = status
   return {
     ...view,
     sources: { store: store !== null, inspector: live !== null },
     owner: e.owner,
-    live: e.live?.connected === true,
+    live: run === 'live',
+    run,
   }
 }
 

@@ -48,6 +48,9 @@ export async function startViewer(options: ViewerOptions = {}): Promise<Viewer> 
     staticDir: packagePath('services', 'inspect', 'viewer'),
     watchHistory,
     upgrade: (req, socket, head) => sockets.upgrade(req, socket, head),
+    panels: { watcher },
+    // the page's controls: a command token of this run, given to the page only inside it
+    commands: { policy, token: newToken(), client, dataDir, log },
   })
 
   // Pushes: coalesced, at most every 100 ms.

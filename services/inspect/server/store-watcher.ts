@@ -6,14 +6,21 @@
  * of the claim, docs/architecture.md "Ownership") and whole histories. Read only:
  * the viewer never claims a loop and never writes to the data dir.
  */
-import type { LoopRecord } from '../../../adapters/snapshot-store.ts'
+import type { LoopRecord, TranscriptSession } from '../../../adapters/snapshot-store.ts'
 import { ClientError, type LoopClient } from '../../client.ts'
+import { loopDiff } from '../../workspace-diff.ts'
+import { sanitize } from '../sanitize.ts'
+import type { DiffReport } from './types.ts'
 import type { LoopsModel } from './model.ts'
 import { slim } from './records.ts'
 import type { HistoryCursor, StoreFiles } from '../../../adapters/json-store-feed.ts'
 
 /** The owners of loops whose record did not change are checked every this many polls. */
 const OWNER_EVERY = 6
+/** Transcripts are redacted like the loop's detail; texts are cut longer (a tool's output, a prompt), nothing else is dropped. */
+const TRANSCRIPT_LIMITS = { maxString: 20_000, maxItems: 5_000, maxDepth: 12, keepMessages: Number.MAX_SAFE_INTEGER }
+/** A diff is redacted too; a file's patch is cut past this many characters. */
+const DIFF_LIMITS = { maxString: 200_000, maxItems: 2_000, maxDepth: 6 }
 
 interface Followed {
   cursor: HistoryCursor | null
@@ -128,6 +135,44 @@ export class StoreWatcher {
     })
     followed.cursor = end
     this.model.storeHistory(name, entries.map(slim), true)
+  }
+
+  /**
+   * The sessions' transcripts the store keeps for the loop (its journal, as `loopstate
+   * log` reads it), those numbered `from` or later, sanitized; null when the store
+   * has no record of it.
+   */
+  async transcript(name: string, from = 0): Promise<TranscriptSession[] | null> {
+    let sessions: TranscriptSession[]
+    try {
+      sessions = await this.client.transcript(name)
+    } catch (err) {
+      if (err instanceof ClientError && err.code === 'not_found') return null
+      throw err
+    }
+    return sanitize(
+      sessions.filter((s) => s.id >= from),
+      TRANSCRIPT_LIMITS,
+    )
+  }
+
+  /**
+   * What the loop changed in its workspace (services/workspace-diff.ts: a git diff,
+   * or a plain directory's changes from its transcripts), sanitized; the notes of its
+   * text's header say what kind of diff it is and what it leaves out. Null when the
+   * store has no record of the loop.
+   */
+  async diff(name: string): Promise<DiffReport | null> {
+    const record = await this.#record(name)
+    if (record === null) return null
+    const journal = await this.client.transcript(name).catch(() => undefined)
+    const { text, ...diff } = await loopDiff(record, { journal })
+    const notes: string[] = []
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('# ')) break
+      notes.push(line.slice(2))
+    }
+    return sanitize({ ...diff, notes }, DIFF_LIMITS)
   }
 
   /** A cursor at the end of the loop's history now. */

@@ -1,10 +1,13 @@
 // loopstate inspector page: plain JS modules, no build step, no external requests.
 // Data: GET /api/chart, /api/loops/<name>[/history[/<seq>]]; live pushes on ws /ws/page.
-// Modules: state.js, dom.js, format.js, chart.js, loops.js, loop.js, context.js, live.js.
+// Modules: state.js, dom.js, format.js, chart.js, loops.js, loop.js, context.js, live.js;
+// the loop's tabs: panels.js (events.js, table.js, transcript.js, diff.js, findings.js).
 import { renderChart } from './chart.js'
 import { $, getJson } from './dom.js'
 import { connect } from './live.js'
 import { renderAll, renderContextAndChart, renderLog, renderSlider, showAt, snapEntries } from './loop.js'
+import { initLoops } from './loops.js'
+import { showTab } from './panels.js'
 import { state } from './state.js'
 
 function wire() {
@@ -26,14 +29,12 @@ function wire() {
     renderLog()
     void renderContextAndChart()
   })
-  for (const tab of document.querySelectorAll('.tab')) {
-    tab.addEventListener('click', () => {
-      state.tab = tab.dataset.tab
-      for (const t of document.querySelectorAll('.tab')) t.classList.toggle('tab-on', t === tab)
-      $('#log-wrap').hidden = state.tab !== 'log'
-      $('#stream-wrap').hidden = state.tab !== 'stream'
-    })
-  }
+  for (const tab of document.querySelectorAll('#events .tab')) tab.addEventListener('click', () => showTab(tab.dataset.tab))
+  $('#side-wide')?.addEventListener('click', () => {
+    const wide = document.body.classList.toggle('side-wide')
+    $('#side-wide').setAttribute('aria-pressed', String(wide))
+  })
+  initLoops()
 }
 
 async function main() {

@@ -1,142 +1,164 @@
-// The statechart panel: the machine's states and transitions (GET /api/chart), and
-// the highlight of the current state and of the transition just taken.
+// The statechart panel: the chart (GET /api/chart) drawn as a graph (graph.js), the
+// current state and the path the loop took marked on it (path.js), a toggle that
+// shows the machine's internals (its choices, guards and internal events), and the
+// section track of sectioned plans (sections.js). Each view is laid out and drawn
+// once; an update only re-marks it.
 import { $, h, scrollIntoViewIfNeeded } from './dom.js'
+import { draw, layout, mark } from './graph.js'
+import { indexView, marks } from './path.js'
+import { renderSections } from './sections.js'
 import { state } from './state.js'
 
-const stateEls = new Map() // path -> element
-const trEls = [] // { el, from: state path, t }
+/** Scale bounds of the fitted graph: below MIN_SCALE it scrolls instead. */
+const MIN_SCALE = 0.6
+const MAX_SCALE = 1.2
+
+const views = new Map() // 'user' | 'internal' → { ix, drawn, pending }
+let mode = 'user'
+let fit = true
+let shown = { current: null, detail: null, seq: null }
+let lastCurrent = null
+let resizeObserver = null
+let keysWired = false
 
 export function renderChart() {
-  const root = state.chart
   const box = $('#chart')
   box.textContent = ''
-  stateEls.clear()
-  trEls.length = 0
+  views.clear()
+  const toggle = h('input', { type: 'checkbox', id: 'show-internals', onchange: (e) => setMode(e.target.checked ? 'internal' : 'user') })
+  toggle.checked = mode === 'internal'
+  const zoom = h('button', { type: 'button', id: 'graph-zoom', class: 'graph-btn', title: 'Fit the graph to the panel, or show it at full size', onclick: () => setFit(!fit) }, fit ? '1:1' : 'Fit')
+  const expand = h(
+    'button',
+    { type: 'button', id: 'graph-expand', class: 'graph-btn', 'aria-pressed': 'false', title: 'Show the graph over the whole window (Esc: back)', onclick: () => setExpanded(!document.body.classList.contains('graph-expanded')) },
+    'Expand',
+  )
   box.append(
     h(
       'div',
-      { class: 'chart-legend' },
-      h('span', {}, h('b', {}, '▸'), ' initial'),
-      h('span', {}, h('b', {}, 'double border'), ' final'),
-      h('span', {}, h('b', { class: 'ev' }, 'event'), ' ', h('span', { class: 'guard' }, '[guard]'), ' → target'),
-      h('span', {}, h('b', {}, '⟲'), ' re-enters itself'),
-      h('span', {}, h('span', { class: 'reason' }, 'reason'), ' the final reason it sets'),
-    ),
-  )
-  box.append(renderState(root, null))
-}
-
-function targetLabel(from, target) {
-  if (target === from) return '⟲'
-  if (target === '') return 'loop'
-  const parts = target.split('.')
-  const last = parts[parts.length - 1]
-  return last === 'watching' ? parts.slice(-2).join('.') : last
-}
-
-/** A state whose transitions are all eventless is a choice: the first matching guard wins. */
-const isChoice = (s) => s.transitions.length > 1 && s.transitions.every((t) => t.kind === 'always')
-
-function renderTransitions(s) {
-  const rows = []
-  const ctxOnly = []
-  const choice = isChoice(s)
-  for (const t of s.transitions) {
-    if (t.targets.length === 0) {
-      ctxOnly.push(t.label)
-      continue
-    }
-    const title = `${t.label}${t.guard ? ` [${t.guard}]` : ''} → ${t.targets.join(', ')}${t.reenter ? ' (re-enters)' : ''}${t.actions.length ? `\nactions: ${t.actions.join(', ')}` : ''}`
-    const el = h(
-      'div',
-      { class: `tr k-${t.kind}`, title },
-      choice ? null : h('span', { class: 'ev' }, t.label),
-      t.guard ? h('span', { class: 'guard' }, `[${t.guard}]`) : choice ? h('span', { class: 'guard' }, '[else]') : null,
+      { class: 'graph-bar' },
+      h('label', { class: 'graph-toggle', title: 'Also draw the choices the machine passes through, every guard and the internal events' }, toggle, ' Show internals'),
       h(
         'span',
-        { class: 'to' },
-        h('span', { class: 'arrow' }, '→ '),
-        h('span', { class: 'tgt' }, t.targets.map((x) => targetLabel(s.path, x)).join(', ')),
-        t.reason ? h('span', { class: 'reason' }, t.reason) : null,
+        { class: 'graph-legend' },
+        h('span', { class: 'lg lg-current' }, 'current'),
+        h('span', { class: 'lg lg-visited' }, 'visited'),
+        h('span', { class: 'lg lg-taken' }, 'path taken (×n)'),
+        h('span', { class: 'lg lg-last' }, 'last step'),
       ),
-    )
-    trEls.push({ el, from: s.path, t })
-    rows.push(el)
-  }
-  if (ctxOnly.length) {
-    rows.push(
-      h(
-        'div',
-        { class: 'tr ctx-only', title: 'events handled here without leaving the state (they update the context)' },
-        'context only: ',
-        h('span', { class: 'ev' }, ctxOnly.join(' · ')),
-      ),
-    )
-  }
-  return rows.length ? h('div', { class: 'trs' }, rows) : null
-}
-
-function renderState(s, parent) {
-  const isRoot = parent === null
-  const classes = ['state', s.type]
-  if (isRoot) classes.push('root')
-  if (parent && parent.initial === s.path) classes.push('initial')
-  if (s.type === 'final') classes.push(`end-${s.key}`)
-  const inner = parent && parent.path !== '' && s.states.length === 0 && parent.states.length === 1
-  if (inner) classes.push('inner')
-  if (s.transitions.length > 8) classes.push('wide')
-  const meta = []
-  if (s.invoke.length) meta.push(`invokes ${s.invoke.join(', ')}`)
-  if (s.type === 'final') meta.push('final')
-  if (isChoice(s)) meta.push('choice')
-  const el = h(
-    'div',
-    { class: classes.join(' '), 'data-path': s.path },
-    h('div', { class: 'sh' }, h('span', { class: 'sk' }, s.key), h('span', { class: 'now' }, '● now'), meta.length ? h('span', { class: 'meta' }, meta.join(' · ')) : null),
-    renderTransitions(s),
+      zoom,
+      expand,
+    ),
+    h('div', { id: 'graph-wrap', class: 'graph-wrap' }, h('p', { class: 'empty' }, 'Laying out the statechart…')),
   )
-  if (s.states.length) {
-    if (isRoot) {
-      // the small top-level states (paused and the final ones) in a row above the big one
-      const big = s.states.filter((c) => c.states.length > 3)
-      const small = s.states.filter((c) => c.states.length <= 3)
-      el.append(h('div', { class: 'children' }, h('div', { class: 'top-row' }, small.map((c) => renderState(c, s))), big.map((c) => renderState(c, s))))
-    } else if (s.states.length > 4) {
-      el.append(h('div', { class: 'children flow' }, s.states.map((c) => renderState(c, s))))
-    } else if (s.states.length === 1 && s.states[0].states.length === 0) {
-      el.append(renderState(s.states[0], s))
-    } else {
-      el.append(h('div', { class: 'children' }, s.states.map((c) => renderState(c, s))))
-    }
+  if (!resizeObserver && typeof ResizeObserver === 'function') {
+    resizeObserver = new ResizeObserver(() => fitGraph())
   }
-  stateEls.set(s.path, el)
-  return el
+  resizeObserver?.observe($('#graph-wrap'))
+  if (!keysWired) {
+    keysWired = true
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && document.body.classList.contains('graph-expanded')) setExpanded(false)
+    })
+  }
+  void showView()
 }
 
-/** Highlights `current` (a state path) and its ancestors; marks the transition of `last` entry. */
-export function highlight(current, last) {
-  for (const el of stateEls.values()) el.classList.remove('active', 'current')
-  for (const { el } of trEls) el.classList.remove('taken')
-  if (!current) return
-  const parts = current.split('.')
-  for (let i = 1; i <= parts.length; i++) {
-    const el = stateEls.get(parts.slice(0, i).join('.'))
-    if (el) el.classList.add(i === parts.length ? 'current' : 'active')
+function setExpanded(on) {
+  document.body.classList.toggle('graph-expanded', on)
+  const b = $('#graph-expand')
+  if (b) {
+    b.textContent = on ? 'Close' : 'Expand'
+    b.setAttribute('aria-pressed', String(on))
   }
-  if (last && last.from) {
-    const from = last.from.split('.')
-    outer: for (let i = from.length; i >= 1; i--) {
-      const p = from.slice(0, i).join('.')
-      for (const tr of trEls) {
-        if (tr.from !== p || tr.t.eventType !== last.event) continue
-        if (tr.t.targets.some((x) => last.to === x || last.to.startsWith(`${x}.`))) {
-          tr.el.classList.add('taken')
-          break outer
-        }
+  fitGraph()
+}
+
+function setMode(m) {
+  mode = m
+  void showView()
+}
+
+function setFit(on) {
+  fit = on
+  const b = $('#graph-zoom')
+  if (b) b.textContent = fit ? '1:1' : 'Fit'
+  fitGraph()
+}
+
+/** The view of the current mode: laid out and drawn on first use, then kept. */
+async function showView() {
+  const want = mode
+  let v = views.get(want)
+  if (!v) {
+    v = { ix: indexView(state.chart.views[want]), drawn: null, pending: null }
+    views.set(want, v)
+  }
+  const wrap = $('#graph-wrap')
+  if (!v.drawn) {
+    v.pending ??= layout(state.chart.views[want], want).then((laid) => draw(state.chart.views[want], laid, { title: 'Statechart', mode: want }))
+    try {
+      v.drawn = await v.pending
+    } catch (err) {
+      v.pending = null
+      if (mode === want && wrap) {
+        wrap.textContent = ''
+        wrap.append(h('p', { class: 'empty' }, `Could not draw the statechart: ${err.message}`))
       }
+      return
     }
   }
-  const cur = stateEls.get(current)
-  if (cur) scrollIntoViewIfNeeded(cur, $('#chart'))
+  if (mode !== want || !wrap) return
+  wrap.textContent = ''
+  wrap.append(v.drawn.svg)
+  wrap.dataset.mode = want
+  lastCurrent = null
+  fitGraph()
+  applyMarks()
 }
 
+function fitGraph() {
+  const wrap = $('#graph-wrap')
+  const svg = wrap?.querySelector('svg')
+  if (!svg) return
+  const w = Number(svg.dataset.width)
+  const hgt = Number(svg.dataset.height)
+  let scale = 1
+  if (fit) {
+    const availW = wrap.clientWidth - 4
+    const availH = wrap.clientHeight - 4
+    if (availW > 0 && availH > 0) scale = Math.max(MIN_SCALE, Math.min(MAX_SCALE, availW / w, availH / hgt))
+  }
+  svg.setAttribute('width', String(Math.round(w * scale)))
+  svg.setAttribute('height', String(Math.round(hgt * scale)))
+  svg.dataset.scale = scale.toFixed(3)
+}
+
+/**
+ * Shows `current` (a state value) and the path taken up to history entry `seq` (null:
+ * the live state, the whole history), and the sections of `detail`.
+ */
+export function highlight(current, detail = null, seq = null) {
+  shown = { current: current ?? null, detail, seq }
+  applyMarks()
+  renderSections(current ? detail : null, seq !== null)
+}
+
+function applyMarks() {
+  const v = views.get(mode)
+  if (!v?.drawn) return
+  const history = shown.current ? state.history : []
+  const m = marks(v.ix, shown.current, history, shown.seq)
+  const steps = [...m.taken.values()].reduce((a, b) => a + b, 0)
+  const title = shown.current
+    ? `Statechart of ${state.selected ?? 'the loop'}: ${shown.seq !== null ? `at snapshot #${shown.seq}, ` : ''}current state ${shown.current}; ${m.visited.size} states visited, ${steps} steps drawn on the path taken`
+    : 'Statechart of the loop machine'
+  mark(v.drawn, m, title, shown.current)
+  if (m.current !== lastCurrent) {
+    lastCurrent = m.current
+    const el = m.current ? v.drawn.nodes.get(m.current) : null
+    const wrap = $('#graph-wrap')
+    // a graph larger than its panel: bring the current state into view
+    if (el && wrap && (wrap.scrollHeight > wrap.clientHeight + 1 || wrap.scrollWidth > wrap.clientWidth + 1)) scrollIntoViewIfNeeded(el, wrap)
+  }
+}

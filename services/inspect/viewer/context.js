@@ -1,11 +1,21 @@
-// The context panel: a loop's detail (live, or of a past snapshot), as text.
+// The context panel: a loop's detail (live, or of a past snapshot), as text. It is
+// drawn from one detail object (the payload the header shows too); the sections a
+// user opened or closed stay so across updates.
 import { $, h } from './dom.js'
-import { fmtCost, fmtMs, fmtTime, fmtTokens } from './format.js'
+import { fmtCost, fmtMs, fmtTime, fmtTokens, statusOf } from './format.js'
+
+/** Sections the user folded or unfolded: `loop|index` -> open. */
+const folded = new Map()
+let foldedLoop = null
 
 export function renderContext(d, past, entry) {
   const box = $('#context')
   const keep = box.scrollTop
   box.textContent = ''
+  if (d && d.name !== foldedLoop) {
+    folded.clear()
+    foldedLoop = d.name
+  }
   if (!d) {
     box.append(h('p', { class: 'empty' }, 'The loop\u2019s context shows here.'))
     return
@@ -16,7 +26,9 @@ export function renderContext(d, past, entry) {
   const kv = h('dl', { class: 'kv' })
   const row = (k, v) => kv.append(h('dt', {}, k), h('dd', {}, v))
   row('state', h('code', {}, d.state))
-  row('status', `${d.status}${d.reason ? ` (${d.reason})` : ''}`)
+  // the status the list and the header show (a snapshot's is the one it had)
+  const status = past ? d.status : statusOf(d).label
+  row('status', `${status}${d.reason && d.reason !== d.status ? ` (${d.reason})` : ''}`)
   row('iteration', `${d.iteration}${d.section ? ` · section ${d.section.index}/${d.section.count}` : ''}`)
   if (d.models) row('models', `coder ${d.models.coder.join(', ')} · auditor ${d.models.auditor.join(', ')}`)
   if (d.workspace) row('workspace', h('code', {}, d.workspace))
@@ -29,7 +41,7 @@ export function renderContext(d, past, entry) {
   box.append(kv)
 
   if (d.usage) {
-    box.append(h('h3', {}, 'Usage', h('span', {}, `${fmtTokens(d.usage.total.inputTokens + d.usage.total.outputTokens)} tokens · ${fmtCost(d.usage.total.costUsd)}`)))
+    box.append(h('h3', {}, 'Usage', h('span', { id: 'usage-tokens' }, `${fmtTokens(d.usage.total.inputTokens + d.usage.total.outputTokens)} tokens · ${fmtCost(d.usage.total.costUsd)}`)))
     const t = h('table', { class: 'usage' }, h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'in'), h('th', {}, 'out'), h('th', {}, 'calls'), h('th', {}, 'time'), h('th', {}, 'cost'))))
     const tb = h('tbody')
     const line = (label, u) =>
@@ -55,7 +67,12 @@ export function renderContext(d, past, entry) {
         h('span', { class: 'satt' }, s.attempts ? `${s.attempts} dirty` : ''),
       )
       const body = s.summary ? h('pre', { class: 'text' }, s.summary) : h('p', { class: 'empty' }, s.status === 'done' ? 'no summary' : s.status)
-      ul.append(h('li', { class: s.status }, h('details', { open: s.status === 'active' ? true : null }, head, body)))
+      const byDefault = s.status === 'active'
+      const open = folded.has(i) ? folded.get(i) : byDefault
+      const details = h('details', { open: open ? true : null }, head, body)
+      // (a details made open fires a toggle too: only a change from the default is kept)
+      details.addEventListener('toggle', () => (details.open === byDefault ? folded.delete(i) : folded.set(i, details.open)))
+      ul.append(h('li', { class: s.status }, details))
     })
     box.append(ul)
   }

@@ -1,4 +1,4 @@
-// How the page writes numbers, times, states and who runs a loop.
+// How the page writes numbers, times, states, a loop's status and who runs it.
 import { h } from './dom.js'
 
 export const fmtTokens = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n))
@@ -17,11 +17,42 @@ export const fmtTime = (iso) => {
 /** `running.coding.watching` → `coding`; `completed` stays. */
 export const shortState = (s) => (s || '—').replace(/^running\./, '').replace(/\.watching$/, '')
 
+const FINAL = ['completed', 'cancelled', 'errored', 'stalled']
+
+/** Who runs the loop, as the server decided it (a LoopSummary's `run`; derived for an older server). */
+export function runOf(l) {
+  if (l.run) return l.run
+  if (FINAL.includes(l.status)) return 'ended'
+  return l.live ? 'live' : l.owner ? 'owned' : 'none'
+}
+
+/**
+ * The one status a loop shows (the list and the header alike): its record's, except a
+ * loop whose record says running while no process runs it, which is `interrupted`.
+ */
+export function statusOf(l) {
+  if (l.status === 'running' && runOf(l) === 'none') {
+    return {
+      label: 'interrupted',
+      cls: 'st-interrupted',
+      title: l.sources?.store === false ? 'its engine went away while it ran' : 'its record says running, but no process runs it: it resumes where it stopped',
+    }
+  }
+  return { label: l.status, cls: `st-${l.status}`, title: l.reason && l.reason !== l.status ? `${l.status} (${l.reason})` : l.status }
+}
+
+/** The status badge of a loop. */
+export function statusBadge(l, attrs = {}) {
+  const s = statusOf(l)
+  return h('span', { class: `badge status ${s.cls}`, title: s.title, 'data-status': s.label, ...attrs }, s.label)
+}
+
 /** Who runs the loop (a LoopSummary), for the list and the header. */
 export function processLine(l) {
-  if (l.live) return h('span', { class: 'dot-live', title: 'inspection events arrive from its engine' }, '● live')
-  if (l.owner) return `run by pid ${l.owner}`
-  if (['completed', 'cancelled', 'errored', 'stalled'].includes(l.status)) return 'ended'
-  if (!l.sources.store) return 'inspector only'
+  const run = runOf(l)
+  if (run === 'live') return h('span', { class: 'dot-live', title: 'inspection events arrive from its engine' }, '● live')
+  if (run === 'owned') return `run by pid ${l.owner}`
+  if (run === 'ended') return 'ended'
+  if (l.sources && !l.sources.store) return 'engine disconnected'
   return 'no process (resumable)'
 }

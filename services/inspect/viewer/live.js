@@ -2,7 +2,14 @@
 import { $ } from './dom.js'
 import { renderContextAndChart, renderHead, renderLog, renderSlider, renderStream } from './loop.js'
 import { renderLoops, select } from './loops.js'
+import { loopChanged } from './panels.js'
 import { state } from './state.js'
+
+/** The loop a page opens with: the one its address names, else the first some process runs, else the newest. */
+function firstPick(loops) {
+  const want = decodeURIComponent((location.hash.match(/loop=([^&]+)/) || [])[1] || '')
+  return loops.find((l) => l.name === want) || loops.find((l) => l.run === 'live' || l.run === 'owned') || loops[0]
+}
 
 export function connect() {
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws/page`)
@@ -25,16 +32,17 @@ export function connect() {
     } else if (msg.type === 'loops') {
       state.loops = msg.loops
       if (!state.selected && state.loops.length) {
-        const want = decodeURIComponent((location.hash.match(/loop=([^&]+)/) || [])[1] || '')
-        const pick = state.loops.find((l) => l.name === want) || state.loops.find((l) => l.status === 'running') || state.loops[state.loops.length - 1]
-        select(pick.name)
+        select(firstPick(state.loops).name)
         return
       }
       renderLoops()
     } else if (msg.type === 'loop' && msg.loop && msg.loop.summary.name === state.selected) {
+      // one payload feeds the header, the list's item of the loop and every panel
       state.loop = msg.loop
       renderHead()
+      renderLoops()
       if (state.at === null) void renderContextAndChart()
+      loopChanged()
     } else if (msg.type === 'history' && msg.name === state.selected) {
       const lastSeq = state.history.length ? state.history[state.history.length - 1].seq : 0
       // a reset sent on selection may already hold entries that a later push repeats
@@ -43,8 +51,10 @@ export function connect() {
       renderSlider()
       renderLog()
       if (state.at === null) void renderContextAndChart()
+      loopChanged()
     } else if (msg.type === 'stream' && msg.name === state.selected) {
-      state.stream = msg.reset ? msg.events : state.stream.concat(msg.events).slice(-300)
+      const lastSeq = state.stream.length ? state.stream[state.stream.length - 1].seq : 0
+      state.stream = msg.reset ? msg.events : state.stream.concat(msg.events.filter((e) => !(e.seq <= lastSeq))).slice(-300)
       renderStream()
     }
   }

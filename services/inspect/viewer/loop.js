@@ -2,8 +2,10 @@
 // inspector stream, and the chart and context at the live state or a past snapshot.
 import { highlight } from './chart.js'
 import { renderContext } from './context.js'
-import { $, getJson, h, scrollIntoViewIfNeeded } from './dom.js'
-import { fmtCost, fmtMs, fmtTime, fmtTokens, processLine, shortState } from './format.js'
+import { renderControls } from './controls.js'
+import { $, getJson, h } from './dom.js'
+import { renderStreamEvents, renderTransitions } from './events.js'
+import { fmtCost, fmtMs, fmtTime, fmtTokens, processLine, shortState, statusBadge } from './format.js'
 import { state } from './state.js'
 
 export function snapEntries() {
@@ -22,27 +24,38 @@ export function renderHead() {
   const head = $('#loop-head')
   head.textContent = ''
   const l = state.loop?.summary
+  renderControls(l ?? null)
   if (!l) {
     head.append(h('p', { class: 'empty' }, state.selected ? `Loading ${state.selected}…` : 'Select a loop.'))
     return
   }
-  const section = l.section ? `section ${l.section.index}/${l.section.count}` : null
+  // One source per render: the live payload, or the snapshot the slider shows (never a mix).
+  const snap = state.at !== null ? (state.snapshots.get(state.at) ?? null) : null
+  head.classList.toggle('past', state.at !== null)
+  if (state.at !== null && !snap) {
+    head.append(h('p', { class: 'empty' }, `Loading snapshot #${state.at}…`))
+    return
+  }
+  const v = snap ? { ...l, ...snap.summary, run: 'past' } : l
+  const section = v.section ? `section ${v.section.index}/${v.section.count}` : null
   head.append(
     h(
       'h2',
       {},
-      h('span', { id: 'loop-title' }, l.name),
-      h('span', { class: `badge st-${l.status}`, id: 'loop-status' }, l.status),
-      l.reason && l.reason !== l.status ? h('span', { class: 'badge' }, l.reason) : null,
-      h('span', { class: 'state-now', id: 'state-now', title: 'the statechart state' }, l.state),
+      h('span', { id: 'loop-title' }, v.name),
+      statusBadge(v, { id: 'loop-status' }),
+      v.reason && v.reason !== v.status ? h('span', { class: 'reason-note', title: 'why it ended' }, v.reason) : null,
+      h('span', { class: 'state-now', id: 'state-now', title: snap ? 'the statechart state at this snapshot' : 'the statechart state' }, v.state),
     ),
     h(
       'div',
       { class: 'sub' },
-      h('span', {}, l.title),
-      h('span', {}, `${l.kind} · phase ${l.phase} · iteration ${l.iteration}${section ? ` · ${section}` : ''}`),
-      h('span', {}, `${fmtTokens(l.tokens)} tokens · ${fmtCost(l.costUsd)} · ${fmtMs(l.elapsedMs)}`),
-      h('span', {}, processLine(l)),
+      h('span', {}, v.title),
+      h('span', {}, `${v.kind} · phase ${v.phase} · iteration ${v.iteration}${section ? ` · ${section}` : ''}`),
+      h('span', { id: 'head-usage' }, `${fmtTokens(v.tokens)} tokens · ${fmtCost(v.costUsd)} · ${fmtMs(v.elapsedMs)}`),
+      snap
+        ? h('span', { class: 'past-mark', id: 'head-past' }, `snapshot #${state.at} · ${fmtTime(v.updatedAt)}`)
+        : h('span', { id: 'head-run' }, processLine(v)),
     ),
   )
 }
@@ -70,47 +83,11 @@ export function renderSlider() {
 }
 
 export function renderLog() {
-  const body = $('#event-log tbody')
-  const before = new Set([...body.querySelectorAll('tr')].map((tr) => tr.dataset.seq))
-  body.textContent = ''
-  $('#log-count').textContent = state.history.length ? `(${state.history.length})` : ''
-  for (let i = state.history.length - 1; i >= 0; i--) {
-    const e = state.history[i]
-    const classes = []
-    if (e.snapshot) classes.push('snap')
-    if (state.at !== null && e.seq === state.at) classes.push('at')
-    if (state.at !== null && e.seq > state.at) classes.push('future')
-    if (before.size && !before.has(String(e.seq))) classes.push('fresh')
-    body.append(
-      h(
-        'tr',
-        {
-          class: classes.join(' '),
-          'data-seq': e.seq,
-          title: `${e.from || '(start)'} → ${e.to}${e.snapshot ? '\nclick: show this snapshot' : ''}`,
-          onclick: e.snapshot ? () => showAt(e.seq) : null,
-        },
-        h('td', {}, e.seq),
-        h('td', { title: fmtTime(e.at) }, fmtTime(e.at).slice(0, 8)),
-        h('td', {}, e.event),
-        h('td', {}, `${e.from ? shortState(e.from) : '∅'} → ${shortState(e.to)}`),
-        h('td', {}, e.iteration),
-      ),
-    )
-  }
-  const at = body.querySelector('tr.at')
-  if (at) scrollIntoViewIfNeeded(at, $('#log-wrap'))
+  renderTransitions()
 }
 
 export function renderStream() {
-  const body = $('#stream-log tbody')
-  body.textContent = ''
-  $('#stream-count').textContent = state.stream.length ? `(${state.stream.length})` : ''
-  $('#stream-empty').hidden = state.stream.length > 0
-  for (let i = state.stream.length - 1; i >= 0; i--) {
-    const e = state.stream[i]
-    body.append(h('tr', {}, h('td', {}, fmtTime(new Date(e.at).toISOString())), h('td', {}, e.type), h('td', {}, `${e.source ? `${e.source} → ` : ''}${e.target}`)))
-  }
+  renderStreamEvents()
 }
 
 export async function showAt(seq) {
@@ -130,9 +107,9 @@ export async function renderContextAndChart() {
   document.body.classList.toggle('ended', ['completed', 'cancelled', 'errored', 'stalled'].includes(state.loop?.summary.status))
   if (state.at === null) {
     const cur = state.loop?.summary.state ?? null
-    const last = state.history[state.history.length - 1]
-    highlight(cur, last && last.to === cur ? last : null)
+    highlight(cur, state.loop?.detail ?? null, null)
     renderContext(state.loop ? { ...state.loop.detail, children: state.loop.children } : null, false)
+    if ($('#loop-head').classList.contains('past')) renderHead() // back from a snapshot
     return
   }
   const seq = state.at
@@ -147,7 +124,8 @@ export async function renderContextAndChart() {
   }
   if (state.at !== seq || state.selected !== name) return
   const entry = state.history.find((e) => e.seq === seq)
-  highlight(snap.state, entry)
+  highlight(snap.state, snap.detail, seq)
   renderContext(snap.detail, true, entry)
+  renderHead() // the header shows the snapshot too
 }
 
