@@ -67,10 +67,10 @@ function gitEnv(): NodeJS.ProcessEnv {
 }
 
 /** Runs git with `args` (no pin: only for commands that read no work tree, e.g. `--version`). */
-async function rawGit(args: string[], cwd: string, what: string): Promise<string> {
+async function rawGit(args: string[], cwd: string, what: string, untrimmed = false): Promise<string> {
   try {
     const { stdout } = await run('git', args, { cwd, env: gitEnv(), maxBuffer: 16 * 1024 * 1024 })
-    return stdout.trim()
+    return untrimmed ? stdout : stdout.trim()
   } catch (err) {
     const e = err as { stderr?: string; message: string }
     const detail = (e.stderr || e.message).trim().split('\n').pop()
@@ -93,10 +93,10 @@ async function filtersOff(pin: GitPin): Promise<string[]> {
   return [...names].flatMap((n) => ['-c', `filter.${n}.clean=`, '-c', `filter.${n}.smudge=`, '-c', `filter.${n}.process=`, '-c', `filter.${n}.required=false`])
 }
 
-/** Runs git pinned to `pin` with every program-running setting off; returns its trimmed stdout. */
-export async function git(pin: GitPin, args: string[]): Promise<string> {
+/** Runs git pinned to `pin` with every program-running setting off; returns its stdout, trimmed unless `untrimmed` (a patch, whose last line may end in spaces). */
+export async function git(pin: GitPin, args: string[], options: { untrimmed?: boolean } = {}): Promise<string> {
   const pinned = ['--git-dir', pin.gitDir, '--work-tree', pin.workTree, ...SAFE_CONFIG, ...(await filtersOff(pin))]
-  return rawGit([...pinned, ...args], pin.workTree, args[0] ?? '')
+  return rawGit([...pinned, ...args], pin.workTree, args[0] ?? '', options.untrimmed === true)
 }
 
 /** Like `git`, but resolves to null instead of throwing when git exits non-zero. */

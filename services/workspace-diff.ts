@@ -98,7 +98,7 @@ async function gitDiff(g: GitWorkspace): Promise<WorkspaceDiff> {
   const pin = worktree ?? repoPin
   const target = worktree !== null ? [base] : [base, branchRef]
   const flags = ['--no-ext-diff', '--no-textconv', '--no-renames', '--no-color', '--ignore-submodules=all']
-  const readOnly = (args: string[]) => git(pin, ['--no-optional-locks', '-c', 'core.quotePath=false', ...args])
+  const readOnly = (args: string[]) => git(pin, ['--no-optional-locks', '-c', 'core.quotePath=false', ...args], { untrimmed: true })
   const listed = await readOnly(['diff', ...flags, '--name-status', '-z', ...target, '--'])
   const patches = splitPatches(await readOnly(['diff', ...flags, ...target, '--']))
   const names = listed.split('\0')
@@ -120,7 +120,7 @@ async function gitDiff(g: GitWorkspace): Promise<WorkspaceDiff> {
     worktree !== null
       ? `git diff of branch ${g.branch} against its base ${short}: committed and uncommitted changes of the worktree ${g.worktree}, untracked files included`
       : `git diff of branch ${g.branch} against its base ${short}${why}`
-  const header = [`# ${what}`, ...(worktree !== null && why !== '' ? [`#${why}`] : []), `# ${summary(files)}`]
+  const header = [`# ${what}`, `# ${summary(files)}`]
   return { kind: 'git', base, branch: g.branch, files, text: joinText(header, files) }
 }
 

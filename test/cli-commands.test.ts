@@ -6,8 +6,6 @@
  * with its own data dir, and the model servers of test/helpers on 127.0.0.1.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { createRequire } from 'node:module'
-const require = createRequire(import.meta.url)
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -43,8 +41,6 @@ interface Sandbox {
   workspace: string
   cli(args: string[], timeoutMs?: number): Promise<Result>
   spawn(args: string[]): { child: ChildProcess; output: () => string; exit: Promise<Result> }
-  /** Kills this child when the test ends (if it still runs). */
-  track(child: ChildProcess): void
 }
 
 async function sandbox({ onTestFinished }: TestContext): Promise<Sandbox> {
@@ -77,7 +73,6 @@ async function sandbox({ onTestFinished }: TestContext): Promise<Sandbox> {
       const exit = new Promise<Result>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
       return { child, output: () => stdout, exit }
     },
-    track: (child) => void children.push(child),
   }
 }
 
@@ -441,36 +436,39 @@ describe.concurrent('loopstate run in the foreground', () => {
     await writeFile(scenario, JSON.stringify({ coder: [{ type: 'hang' }] }))
     // the call waits for as long as it takes (no stall watchdog on a loaded machine)
     await writeFile(join(s.dir, 'patient.json'), JSON.stringify({ stallTimeoutMs: 3_600_000 }))
-    // head's output comes on fd 3, which only head holds: its end there means head has exited and closed the pipe
+    // head's output comes on fd 3, which only head holds (the shell and the left side close theirs with exec: a
+    // redirection of a group would keep a copy): its end there means head has exited and closed the pipe
     const script =
-      '{ "$NODE" "$BIN" run -g piped -m "scripted:$SCENARIO" --config patient.json -w ws -d data -n piped; echo $? > code; } 3>&- | head -1 >&3 3>&- &\n' +
+      '{ exec 3>&-; "$NODE" "$BIN" run -g piped -m "scripted:$SCENARIO" --config patient.json -w ws -d data -n piped; echo $? > code; } | head -1 >&3 3>&- &\n' +
       'exec 3>&-\n' +
       'wait\n'
-    const sh = spawn('sh', ['-c', script], { cwd: s.dir, env: { ...ENV, NODE: process.execPath, BIN, SCENARIO: scenario }, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] })
-    s.track(sh)
+    const sh = spawn('sh', ['-c', script], {
+      cwd: s.dir,
+      env: { ...ENV, NODE: process.execPath, BIN, SCENARIO: scenario },
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+      detached: true, // a group of its own: whatever is left of it is killed with it
+    })
+    t.onTestFinished(() => {
+      try {
+        process.kill(-sh.pid!, 'SIGKILL')
+      } catch {
+        // all gone
+      }
+    })
     let headOut = ''
     let stderr = ''
     sh.stdio[3]!.on('data', (d: Buffer) => (headOut += d))
     sh.stderr!.on('data', (d: Buffer) => (stderr += d))
     const headDone = new Promise((resolve) => sh.stdio[3]!.on('end', resolve))
     const shDone = new Promise((resolve) => sh.on('close', resolve))
-    const dbg = (m: string) => require('node:fs').appendFileSync('/tmp/wd/dbg.log', `${new Date().toISOString()} ${m}\n`)
-    dbg('waiting head')
     await headDone
-    dbg('head done ' + JSON.stringify(headOut))
     expect(headOut).toBe(`loop piped started: goal, workspace ${s.workspace}, data ${s.data}\n`)
     // the loop's next line meets the closed pipe: a pause makes one if the progress line did not already
     // (again when its owner, slow or already stopping, did not take it in time: such a pause is withdrawn)
     let exited = false
     void shDone.then(() => (exited = true))
-    for (let taken = false; !taken && !exited; ) {
-      const p = await s.cli(['pause', 'piped', '-d', s.data])
-      dbg('pause ' + JSON.stringify(p))
-      taken = p.code === 0
-    }
-    dbg('waiting sh ' + stderr)
+    for (let taken = false; !taken && !exited; ) taken = (await s.cli(['pause', 'piped', '-d', s.data])).code === 0
     await shDone
-    dbg('sh done')
 
     expect(await readFile(join(s.dir, 'code'), 'utf8'), stderr).toBe('141\n')
     expect(stderr).toContain(`saved; loop piped stays resumable: loopstate resume piped --data ${s.data} --config ${join(s.dir, 'patient.json')}\n`)

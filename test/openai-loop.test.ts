@@ -95,7 +95,7 @@ describe('openai loop', () => {
     expect(server.requests.filter((r) => r.path === '/v1/models')).toHaveLength(1)
   })
 
-  it('backs off through a refused connection, a 500 and a cut stream, and completes', async () => {
+  it('backs off through a 500 and completes', async () => {
     const { server, engine } = await engineOn({ models: { [MODEL]: { scenario: { coder: [text('All done here.', 10, 2)], auditor: [text('Clean.', 10, 2)] } } } })
     server.fault({ kind: 'status', status: 500 }, { times: 1 })
     const handle = await engine.start({ goal: 'say done' }, { models: [`openai:${MODEL}`], workspace: dir, ...quickRetries })
@@ -218,17 +218,18 @@ describe('openai from the CLI', () => {
     }
   }, 120_000)
 
-  it('an unreachable server ends the loop after its retries with the address in the message', async () => {
+  it('an unreachable server stops run before anything is saved, with the address in one line', async () => {
     server = await startOpenAIServer({ models: {} })
     const baseURL = server.baseURL
     await server.refuse()
-    await writeFile(join(dir, 'config.json'), JSON.stringify({ retryBackoff: quickRetries.retryBackoff, maxRetries: 1 }))
     const result = await cli(
-      ['run', '--goal', 'x', '--model', `openai:${MODEL}`, '--openai-base-url', baseURL, '--workspace', dir, '--config', 'config.json', '--data', join(dir, 'data')],
+      ['run', '--goal', 'x', '--model', `openai:${MODEL}`, '--openai-base-url', baseURL, '--workspace', dir, '--data', join(dir, 'data')],
       { ...process.env, LOOPSTATE_DATA: undefined, LOOPSTATE_FROM_SOURCE: '1' },
     )
-    expect(result.code).toBe(1)
-    expect(result.stdout + result.stderr).toContain(`cannot reach ${baseURL}: connection refused`)
+    expect(result.code).toBe(2)
+    expect(result.stderr.trim().split('\n')).toHaveLength(1)
+    expect(result.stderr).toContain(`cannot reach ${baseURL}: connection refused`)
+    await expect(readdir(join(dir, 'data', 'loops'))).rejects.toThrow()
   }, 120_000)
 
   it('refuses a bad base URL and a key in the config file before anything is saved', async () => {

@@ -211,8 +211,10 @@ await engine.close()
 const records = await new JsonStore('data').list()
 const viewer = await startViewer({ dataDir: 'data', port: 0, log: () => {} })
 const page = await (await fetch(viewer.url)).text()
+const elk = await fetch(new URL('/vendor/elk.bundled.js', viewer.url))
+const elkText = await elk.text()
 await viewer.close()
-console.log(JSON.stringify({ result, records: records.map((r) => r.status), scheme: parseModelSpec('scripted:x').scheme, page: page.includes('<title>loopstate inspector</title>') }))
+console.log(JSON.stringify({ result, records: records.map((r) => r.status), scheme: parseModelSpec('scripted:x').scheme, page: page.includes('<title>loopstate inspector</title>'), elk: elk.status === 200 && elkText.includes('ELK') }))
 `
     await writeFile(join(project, 'script.mjs'), script)
     const r = await run(process.execPath, ['script.mjs'], project, 60_000)
@@ -222,6 +224,7 @@ console.log(JSON.stringify({ result, records: records.map((r) => r.status), sche
       records: ['completed'],
       scheme: 'scripted',
       page: true,
+      elk: true, // the graph's layout engine, from the package's own dependencies
     })
   }, 60_000)
 })

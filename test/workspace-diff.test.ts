@@ -209,7 +209,7 @@ describe('loopDiff of a git loop', () => {
     await writeFile(join(repo, 'a.txt'), 'one\ntwo\nthree\n')
     await writeFile(join(repo, 'b.txt'), 'bee\n')
     await writeFile(join(repo, 'c.txt'), 'see\n')
-    await writeFile(join(repo, 'd.txt'), 'dee\n')
+    await writeFile(join(repo, 'd.txt'), 'dee\nends in spaces  \n')
     await writeFile(join(repo, '.gitignore'), 'ignored.log\n')
     gitIn(repo, 'add', '-A')
     gitIn(repo, 'commit', '-q', '-m', 'initial')
@@ -229,7 +229,7 @@ describe('loopDiff of a git loop', () => {
     // a type change (two patches in git's output) before another change: each file keeps its own patch
     await rm(join(g.worktree, 'c.txt'))
     await symlink('a.txt', join(g.worktree, 'c.txt'))
-    await writeFile(join(g.worktree, 'd.txt'), 'DEE\n')
+    await writeFile(join(g.worktree, 'd.txt'), 'DEE\nends in spaces  \n')
     await writeFile(join(g.worktree, 'untracked.txt'), 'not added\n')
     await writeFile(join(g.worktree, 'ignored.log'), 'noise\n')
     // the user's checkout moved on meanwhile: the diff is against the base, not main
@@ -253,7 +253,8 @@ describe('loopDiff of a git loop', () => {
     expect(byPath.get('a.txt')).toMatch(/^diff --git a\/a\.txt b\/a\.txt\n(.*\n)*@@ -1,3 \+1,4 @@\n one\n-two\n\+TWO\n three\n\+four\n$/)
     expect(byPath.get('b.txt')).toContain('deleted file mode 100644')
     expect(byPath.get('c.txt')).toMatch(/^diff --git a\/c\.txt b\/c\.txt\ndeleted file mode 100644\n(.*\n)*-see\ndiff --git a\/c\.txt b\/c\.txt\nnew file mode 120000\n(.*\n)*\+a\.txt\n/)
-    expect(byPath.get('d.txt')).toMatch(/^diff --git a\/d\.txt b\/d\.txt\n(.*\n)*-dee\n\+DEE\n$/)
+    // the last line of git's output keeps its spaces
+    expect(byPath.get('d.txt')).toMatch(/^diff --git a\/d\.txt b\/d\.txt\n(.*\n)*-dee\n\+DEE\n ends in spaces {2}\n$/)
     expect(byPath.get('untracked.txt')).toBe('diff --git a/untracked.txt b/untracked.txt\nnew file mode 100644\n--- /dev/null\n+++ b/untracked.txt\n@@ -0,0 +1 @@\n+not added\n')
     expect(diff.text).toMatch(/^# git diff of branch loop\/changes against its base [0-9a-f]{12}: committed and uncommitted changes/)
     expect(diff.text).not.toContain('main-only')
