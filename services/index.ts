@@ -9,7 +9,7 @@ export { createEngine, Engine, EngineError } from './engine.ts'
 export type { ContinueOverrides, EngineOptions, ForkOptions, LoopHandle, LoopTaskSpec, StartOptions } from './engine.ts'
 export { ConfigError } from './config.ts'
 export type { LoopOptions } from './config.ts'
-export { ClientError, LoopClient } from './client.ts'
+export { ClientError, LoopClient, RemoveRefused } from './client.ts'
 export type { ClientErrorCode, LoopClientOptions, SendOptions, SendResult } from './client.ts'
 export type { LoopDetail, LoopView } from './views.ts'
 export type {
