@@ -60,6 +60,15 @@ export type Followed = Pick<LoopHandle, 'name' | 'view' | 'subscribe'>
  * status, phase, state, iteration or section changes, without any escape code
  * (and without colour unless FORCE_COLOR asks for it).
  */
+/**
+ * Loads the terminal renderer ahead, when `stream` is a live terminal: a loop that
+ * starts after this gets its first frame at once (not after the import, which can
+ * take longer than a short loop), so every change after it is a redraw.
+ */
+export async function preloadProgress(stream: ProgressStream = process.stdout, env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  if (termOf(stream, env).live) await import('log-update')
+}
+
 export function showProgress(handles: Followed[], options: ProgressOptions = {}): Progress {
   const stream = options.stream ?? process.stdout
   const env = options.env ?? process.env

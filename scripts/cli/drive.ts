@@ -9,7 +9,7 @@ import type { ResolvedOpenAI } from '../../adapters/openai-config.ts'
 import type { LoopOutput } from '../../machines/loop.types.ts'
 import type { Engine, LoopHandle } from '../../services/engine.ts'
 import type { LoopDetail } from '../../services/views.ts'
-import { showProgress, stopOnSignals, type Progress } from '../follow.ts'
+import { preloadProgress, showProgress, stopOnSignals, type Progress } from '../follow.ts'
 import { plural, resultLine, shortPath } from '../format.ts'
 import { readConfigFile, type ProviderSettings } from './config.ts'
 import { CliError, EXIT_CODES, message, type Cli, type ProviderFlags } from './shared.ts'
@@ -138,6 +138,7 @@ export async function drive(
     savedTo: json ? 'stderr' : 'stdout',
   })
 
+  await preloadProgress(json ? process.stderr : process.stdout)
   try {
     handle = await begin(engine)
   } catch (e) {
