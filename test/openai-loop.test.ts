@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { waitFor } from './helpers/wait-for.ts'
 import { WebSocketServer } from 'ws'
 import { MemoryStore } from '../adapters/memory-store.ts'
 import { openaiFactory } from '../adapters/openai-provider.ts'
@@ -111,8 +112,8 @@ describe('openai loop', () => {
     engine = await createEngine({ store, providers: { openai: openaiFactory({ baseURL: server.baseURL }) } })
     server.fault({ kind: 'status', status: 429, headers: { 'retry-after': '120' }, body: { error: { message: 'slow down' } } })
     const handle = await engine.start({ goal: 'say done' }, { models: [`openai:${MODEL}`], workspace: dir, ...quickRetries })
-    await expect.poll(() => handle.view().state, { timeout: 30_000 }).toBe('running.backingOff')
-    await expect.poll(async () => (await store.get(handle.name))?.snapshot.value).toEqual({ running: 'backingOff' })
+    await waitFor(() => handle.view().state === 'running.backingOff', 'the loop backing off')
+    await waitFor(async () => JSON.stringify((await store.get(handle.name))?.snapshot.value) === '{"running":"backingOff"}', 'the backing-off snapshot saved')
     const { context } = (await store.get(handle.name))!.snapshot
     expect(context.lastError).toMatchObject({ code: 'rate_limited', retryable: true, retryAfterMs: 120_000 })
     // The backoff alone would be 10 ms: the deadline is the server's two minutes away.

@@ -1,5 +1,6 @@
 /** The OpenAI-compatible provider against the OpenAI-protocol test server: the contract, the stream, every fault. */
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { waitFor } from './helpers/wait-for.ts'
 import { ProviderError, type ChatMessage, type ChatRequest, type ToolCall, type ToolSpec } from '../adapters/model-provider.ts'
 import { OPENAI_PRESETS, resolveOpenAI } from '../adapters/openai-config.ts'
 import { retryAfterMs } from '../adapters/openai-errors.ts'
@@ -214,7 +215,7 @@ describe('OpenAIProvider', () => {
     const controller = new AbortController()
     const call = chat({ signal: controller.signal, onChunk: () => controller.abort() })
     expect(await failure(call)).toMatchObject({ code: 'aborted', retryable: false })
-    await expect.poll(() => server.chats()[0]!.closedEarly).toBe(true)
+    await waitFor(() => server.chats()[0]!.closedEarly, 'the server seeing the connection close')
   })
 
   it('rejects an already aborted call without a request', async () => {

@@ -116,19 +116,17 @@ export function modelProviderContract(name: string, make: MakeModelProvider): vo
       expect(calls.toolCalls).toHaveLength(1)
     })
 
-    it('ends a hanging call promptly with code aborted when the signal aborts', async () => {
+    it('ends a hanging call with code aborted when the signal aborts (nothing else ends it)', async () => {
       const { chat } = await setup({ coder: [{ type: 'hang' }] })
       const controller = new AbortController()
       const call = chat({ signal: controller.signal })
       setTimeout(() => controller.abort(), 30)
-      const started = Date.now()
       const error = await call.then(
         () => null,
         (err: unknown) => err,
       )
       expect(error).toBeInstanceOf(ProviderError)
       expect(error).toMatchObject({ code: 'aborted', retryable: false })
-      expect(Date.now() - started).toBeLessThan(2_000)
     })
 
     it('fails a retryable error entry (ECONNREFUSED) with retryable true', async () => {
