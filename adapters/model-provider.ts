@@ -85,6 +85,33 @@ export function abortedError(): ProviderError {
 }
 
 /**
+ * Runs `work` raced against `signal`: rejects with `abortedError()` the moment it
+ * aborts (or at once, if it has), whatever `work` (an HTTP stack, a user's provider)
+ * does with the signal.
+ */
+export async function raceAbort<T>(signal: AbortSignal, work: () => T | PromiseLike<T>): Promise<T> {
+  if (signal.aborted) throw abortedError()
+  let onAbort = () => {}
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortedError())
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  let pending: Promise<T>
+  try {
+    pending = Promise.resolve(work())
+  } catch (err) {
+    pending = Promise.reject(err)
+  }
+  // Its failure after an abort won the race is nobody's to handle.
+  pending.catch(() => {})
+  try {
+    return await Promise.race([pending, aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+/**
  * Creates the provider for one loop and one model spec (the part after the
  * scheme). A factory is called once per loop and model, so providers may keep
  * per-loop state (the scripted provider keeps its position in the scenario); it

@@ -9,6 +9,7 @@ import { Ollama, type ChatResponse as OllamaChunk, type Message, type Tool } fro
 import {
   abortedError,
   ProviderError,
+  raceAbort,
   type ChatMessage,
   type ChatRequest,
   type ChatResponse,
@@ -117,22 +118,12 @@ export class OllamaProvider implements ModelProvider {
 
   async chat(request: ChatRequest): Promise<ChatResponse> {
     const { signal, model } = request
-    if (signal.aborted) throw abortedError()
-    // The abort wins the race at once, whatever the HTTP stack does with the cancelled request.
-    let onAbort = () => {}
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(abortedError())
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
-    const call = this.#chat(request)
-    call.catch(() => {})
     try {
-      return await Promise.race([call, aborted])
+      // The abort wins the race at once, whatever the HTTP stack does with the cancelled request.
+      return await raceAbort(signal, () => this.#chat(request))
     } catch (err) {
       if (signal.aborted) throw abortedError()
       throw classifyOllamaError(err, model, this.host)
-    } finally {
-      signal.removeEventListener('abort', onAbort)
     }
   }
 

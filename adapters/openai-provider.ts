@@ -18,6 +18,7 @@ import type {
 import {
   abortedError,
   ProviderError,
+  raceAbort,
   type ChatMessage,
   type ChatRequest,
   type ChatResponse,
@@ -108,7 +109,7 @@ export class OpenAIProvider implements ModelProvider {
       pending = this.#listedWindow(model, AbortSignal.timeout(this.#options.listTimeoutMs ?? 30_000)).catch(() => null)
       this.#windows.set(model, pending)
     }
-    const listed = await raceAbort(pending, signal)
+    const listed = await raceAbort(signal, () => pending)
     return listed ?? DEFAULT_OPENAI_CONTEXT_LENGTH
   }
 
@@ -116,7 +117,7 @@ export class OpenAIProvider implements ModelProvider {
     const { signal, model } = request
     if (signal.aborted) throw abortedError()
     try {
-      return await raceAbort(this.#chat(request), signal)
+      return await raceAbort(signal, () => this.#chat(request))
     } catch (err) {
       if (signal.aborted || isAbortError(err)) throw abortedError()
       throw classifyOpenAIError(err, this.#failureContext(model))
@@ -210,7 +211,7 @@ export class OpenAIProvider implements ModelProvider {
     }
     let listed: Record<string, unknown>[]
     try {
-      const page = await raceAbort(this.#client.models.list({ signal }), signal)
+      const page = await raceAbort(signal, () => this.#client.models.list({ signal }))
       listed = (page.data ?? []) as unknown as Record<string, unknown>[]
     } catch (err) {
       if (signal.aborted || isAbortError(err)) throw abortedError()
@@ -394,18 +395,6 @@ function errorBodies(base: typeof fetch): typeof fetch {
     headers.delete('content-length')
     return new Response(JSON.stringify({ error }), { status: response.status, statusText: response.statusText, headers })
   }) as typeof fetch
-}
-
-/** `work`, or `abortedError()` as soon as `signal` aborts, whatever the HTTP stack does with the cancelled request. */
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(abortedError())
-  work.catch(() => {})
-  let onAbort = () => {}
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(abortedError())
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', onAbort))
 }
 
 /** A rough token count (4 characters a token) for servers that report no usage. */

@@ -16,6 +16,7 @@ import { pathToFileURL } from 'node:url'
 import {
   abortedError,
   ProviderError,
+  raceAbort,
   type ChatRequest,
   type ChatResponse,
   type ChatUsage,
@@ -199,32 +200,6 @@ async function guardedChat(inner: ModelProvider, request: ChatRequest, origin: O
   }
   if (signal.aborted) throw abortedError()
   return checkResponse(answer, request, Date.now() - started, origin)
-}
-
-/**
- * Runs `work` raced against `signal`: rejects with `abortedError()` the moment it
- * aborts (or at once, if it has), whatever `work` does with the signal.
- */
-async function raceAbort<T>(signal: AbortSignal, work: () => T | PromiseLike<T>): Promise<T> {
-  if (signal.aborted) throw abortedError()
-  let onAbort = () => {}
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(abortedError())
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  let pending: Promise<T>
-  try {
-    pending = Promise.resolve(work())
-  } catch (err) {
-    pending = Promise.reject(err)
-  }
-  // Its failure after an abort won the race is nobody's to handle.
-  pending.catch(() => {})
-  try {
-    return await Promise.race([pending, aborted])
-  } finally {
-    signal.removeEventListener('abort', onAbort)
-  }
 }
 
 /**
