@@ -5,13 +5,12 @@
  * and examples in `--help`. Each test runs the real bin in a temporary directory
  * with its own data dir, and the model servers of test/helpers on 127.0.0.1.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { hostname, tmpdir } from 'node:os'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { describe, expect, it, type TestContext } from 'vitest'
 import { JsonStore } from '../adapters/json-store.ts'
 import type { LoopStatus } from '../machines/loop.types.ts'
@@ -22,58 +21,12 @@ import type { WorkspaceDiff } from '../services/workspace-diff.ts'
 import { makeRecord } from './contracts/snapshot-store.contract.ts'
 import { startOllamaServer } from './helpers/ollama-server.ts'
 import { startOpenAIServer } from './helpers/openai-server.ts'
+import { BIN, cliSandbox, fixture, scripted, type Sandbox } from './helpers/cli-sandbox.ts'
 
-const BIN = fileURLToPath(new URL('../scripts/loopstate.js', import.meta.url))
-const FIXTURES = fileURLToPath(new URL('./fixtures/cli/', import.meta.url))
-const fixture = (name: string) => join(FIXTURES, name)
-const scripted = (name: string) => `scripted:${fixture(name)}`
 const ENV = { ...process.env, LOOPSTATE_DATA: undefined, LOOPSTATE_FROM_SOURCE: '1', OLLAMA_HOST: undefined, OPENAI_BASE_URL: undefined }
 
-interface Result {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-interface Sandbox {
-  dir: string
-  data: string
-  workspace: string
-  cli(args: string[], timeoutMs?: number): Promise<Result>
-  spawn(args: string[]): { child: ChildProcess; output: () => string; exit: Promise<Result> }
-}
-
-async function sandbox({ onTestFinished }: TestContext): Promise<Sandbox> {
-  const dir = await mkdtemp(join(tmpdir(), 'loopstate-cmd-'))
-  const workspace = join(dir, 'ws')
-  await mkdir(workspace)
-  const children: ChildProcess[] = []
-  onTestFinished(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-    await rm(dir, { recursive: true, force: true })
-  })
-  return {
-    dir,
-    data: join(dir, 'data'),
-    workspace,
-    cli: (args, timeoutMs = 120_000) =>
-      new Promise((resolve) => {
-        execFile(process.execPath, [BIN, ...args], { cwd: dir, env: ENV, timeout: timeoutMs }, (err, stdout, stderr) => {
-          const code = err ? (typeof err.code === 'number' ? err.code : null) : 0
-          resolve({ code, stdout, stderr })
-        })
-      }),
-    spawn(args) {
-      const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: ENV })
-      children.push(child)
-      let stdout = ''
-      let stderr = ''
-      child.stdout!.on('data', (d: Buffer) => (stdout += d))
-      child.stderr!.on('data', (d: Buffer) => (stderr += d))
-      const exit = new Promise<Result>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
-      return { child, output: () => stdout, exit }
-    },
-  }
+function sandbox(t: TestContext): Promise<Sandbox> {
+  return cliSandbox(t, { prefix: 'loopstate-cmd-', env: ENV, timeoutMs: 120_000 })
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {

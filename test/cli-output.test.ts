@@ -6,21 +6,17 @@
  * `--raw`, `status` (cost, failed calls and fallback, section summaries, branch,
  * why the audit was dirty) and the retrying line of `run`.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { execFile, execFileSync } from 'node:child_process'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it, type TestContext } from 'vitest'
 import { main, type CliIo } from '../scripts/cli/main.ts'
 import type { LoopDetail, LoopView } from '../services/views.ts'
+import { BIN, cliSandbox, fixture, scripted, type Env, type Sandbox } from './helpers/cli-sandbox.ts'
 import { startOllamaServer } from './helpers/ollama-server.ts'
 
-const BIN = fileURLToPath(new URL('../scripts/loopstate.js', import.meta.url))
-const FIXTURES = fileURLToPath(new URL('./fixtures/cli/', import.meta.url))
 const DEMO = fileURLToPath(new URL('../scripts/demo/', import.meta.url)).replace(/\/$/, '')
-const fixture = (name: string) => join(FIXTURES, name)
-const scripted = (name: string) => `scripted:${fixture(name)}`
 
 /** Any escape sequence (colour, cursor movement, erasing). */
 const ESCAPE = /\x1b/
@@ -28,22 +24,6 @@ const ESCAPE = /\x1b/
 const AGO = '(just now|\\d+ s ago|\\d+ min ago)'
 /** What log-update draws with: erase a line, move up. */
 const REDRAW = /\x1b\[2K|\x1b\[1A/
-
-type Env = Record<string, string | undefined>
-
-interface Result {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-interface Sandbox {
-  dir: string
-  data: string
-  workspace: string
-  cli(args: string[], env?: Env, timeoutMs?: number): Promise<Result>
-  spawn(args: string[]): { child: ChildProcess; exit: Promise<Result> }
-}
 
 /** The environment of the bin: the sources, and none of the runner's output settings. */
 const BASE_ENV: Env = {
@@ -56,36 +36,8 @@ const BASE_ENV: Env = {
   TERM: 'xterm',
 }
 
-async function sandbox({ onTestFinished }: TestContext): Promise<Sandbox> {
-  const dir = await mkdtemp(join(tmpdir(), 'loopstate-out-'))
-  const workspace = join(dir, 'ws')
-  await mkdir(workspace)
-  const children: ChildProcess[] = []
-  onTestFinished(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-    await rm(dir, { recursive: true, force: true })
-  })
-  return {
-    dir,
-    data: join(dir, 'data'),
-    workspace,
-    cli: (args, env = {}, timeoutMs = 120_000) =>
-      new Promise((resolve) => {
-        execFile(process.execPath, [BIN, ...args], { cwd: dir, env: { ...BASE_ENV, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr })
-        })
-      }),
-    spawn(args) {
-      const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env: BASE_ENV })
-      children.push(child)
-      let stdout = ''
-      let stderr = ''
-      child.stdout!.on('data', (d: Buffer) => (stdout += d))
-      child.stderr!.on('data', (d: Buffer) => (stderr += d))
-      const exit = new Promise<Result>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
-      return { child, exit }
-    },
-  }
+function sandbox(t: TestContext): Promise<Sandbox> {
+  return cliSandbox(t, { prefix: 'loopstate-out-', env: BASE_ENV, timeoutMs: 120_000 })
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, polls = 300): Promise<T> {

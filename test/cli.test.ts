@@ -3,74 +3,20 @@
  * in a fresh temporary directory, with its own `--data` dir; the last one calls its
  * `main` (scripts/cli/main.ts) in process.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, realpathSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { describe, expect, it, type TestContext } from 'vitest'
 import { main } from '../scripts/cli/main.ts'
 import type { HistoryLine } from '../scripts/format.ts'
 import type { LoopDetail, LoopView } from '../services/views.ts'
+import { cliSandbox, fixture, scripted, type Sandbox } from './helpers/cli-sandbox.ts'
 
-const BIN = fileURLToPath(new URL('../scripts/loopstate.js', import.meta.url))
-const FIXTURES = fileURLToPath(new URL('./fixtures/cli/', import.meta.url))
-const fixture = (name: string) => join(FIXTURES, name)
-const scripted = (name: string) => `scripted:${fixture(name)}`
 
-interface Result {
-  code: number | null
-  stdout: string
-  stderr: string
+function sandbox(t: TestContext): Promise<Sandbox> {
+  return cliSandbox(t, { prefix: 'loopstate-cli-', env: { ...process.env, LOOPSTATE_DATA: undefined }, timeoutMs: 90_000 })
 }
 
-interface Sandbox {
-  dir: string
-  data: string
-  workspace: string
-  /** Runs the bin to its end (killed after `timeoutMs`). */
-  cli(args: string[], timeoutMs?: number): Promise<Result>
-  /** Starts the bin and returns at once. */
-  spawn(args: string[]): { child: ChildProcess; output: () => string; exit: Promise<Result> }
-}
-
-async function sandbox({ onTestFinished }: TestContext): Promise<Sandbox> {
-  const dir = await mkdtemp(join(tmpdir(), 'loopstate-cli-'))
-  const workspace = join(dir, 'ws')
-  await mkdir(workspace)
-  const children: ChildProcess[] = []
-  onTestFinished(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-    await rm(dir, { recursive: true, force: true })
-  })
-  const env = { ...process.env, LOOPSTATE_DATA: undefined }
-  return {
-    dir,
-    data: join(dir, 'data'),
-    workspace,
-    // The timeout only stops a hung child: a loaded machine makes a command slow, not wrong.
-    cli: (args, timeoutMs = 90_000) =>
-      new Promise((resolve) => {
-        execFile(process.execPath, [BIN, ...args], { cwd: dir, env, timeout: timeoutMs }, (err, stdout, stderr) => {
-          const code = err ? (typeof err.code === 'number' ? err.code : null) : 0
-          resolve({ code, stdout, stderr })
-        })
-      }),
-    spawn(args) {
-      const child = spawn(process.execPath, [BIN, ...args], { cwd: dir, env })
-      children.push(child)
-      let stdout = ''
-      let stderr = ''
-      child.stdout!.on('data', (d: Buffer) => (stdout += d))
-      child.stderr!.on('data', (d: Buffer) => (stderr += d))
-      const exit = new Promise<Result>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
-      return { child, output: () => stdout, exit }
-    },
-  }
-}
-
-/** Asks `probe` again until it answers; bounded by a count of tries, so a slow machine only takes longer. */
 async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 300): Promise<T> {
   for (let i = 0; i < tries; i++) {
     const value = await probe()
