@@ -21,24 +21,42 @@ export type EngineFlags = ProviderFlags & {
 }
 
 /**
- * Model providers beyond `scripted`: Ollama on the host of the flag, the config file
- * or OLLAMA_HOST; every OpenAI-compatible scheme (adapters/openai-config.ts); and the
- * provider modules of `--provider` and the config's `providers`.
+ * The model servers the flags and the config file name: the config's provider
+ * sections (read once: `settings` when the command read the file already), Ollama's
+ * host (flag, config, OLLAMA_HOST) and the server of every OpenAI-compatible scheme
+ * (adapters/openai-config.ts). A bad address is bad input.
  */
-async function providersFor(flags: EngineFlags): Promise<Record<string, ProviderFactory>> {
+async function serversOf(flags: EngineFlags): Promise<{ settings: ProviderSettings; ollamaHost: string; openai: Record<string, ResolvedOpenAI> }> {
   const settings = flags.settings ?? (flags.config ? (await readConfigFile(flags.config)).providers : {})
-  const { ollamaFactory, resolveOllamaHost } = await import('../../adapters/ollama-provider.ts')
-  const { lazyOpenAIFactory, OPENAI_PRESETS, resolveOpenAI } = await import('../../adapters/openai-config.ts')
-  const factories: Record<string, ProviderFactory> = {}
+  const { resolveOllamaHost } = await import('../../adapters/ollama-provider.ts')
+  const { OPENAI_PRESETS, resolveOpenAI } = await import('../../adapters/openai-config.ts')
   try {
-    const host = resolveOllamaHost(flags.ollamaHost, settings.ollama?.host)
-    factories.ollama = ollamaFactory({ host, numCtxCap: settings.ollama?.numCtxCap })
+    const openai: Record<string, ResolvedOpenAI> = {}
     for (const scheme of Object.keys(OPENAI_PRESETS) as (keyof typeof OPENAI_PRESETS)[]) {
-      factories[scheme] = lazyOpenAIFactory(resolveOpenAI(scheme, { flagBaseURL: flags.openaiBaseUrl, config: settings.openai }))
+      openai[scheme] = resolveOpenAI(scheme, { flagBaseURL: flags.openaiBaseUrl, config: settings.openai })
     }
+    return { settings, ollamaHost: resolveOllamaHost(flags.ollamaHost, settings.ollama?.host), openai }
   } catch (e) {
     throw new CliError(message(e))
   }
+}
+
+/**
+ * Model providers beyond `scripted`: Ollama and every OpenAI-compatible scheme on
+ * their servers (serversOf), and the provider modules of `--provider` and the
+ * config's `providers`.
+ */
+async function providersFor(flags: EngineFlags): Promise<Record<string, ProviderFactory>> {
+  const { settings, ollamaHost, openai } = await serversOf(flags)
+  const { ollamaFactory } = await import('../../adapters/ollama-provider.ts')
+  const { lazyOpenAIFactory } = await import('../../adapters/openai-config.ts')
+  const factories: Record<string, ProviderFactory> = {}
+  try {
+    factories.ollama = ollamaFactory({ host: ollamaHost, numCtxCap: settings.ollama?.numCtxCap })
+  } catch (e) {
+    throw new CliError(message(e))
+  }
+  for (const [scheme, server] of Object.entries(openai)) factories[scheme] = lazyOpenAIFactory(server)
   const modules: { scheme?: string; file: string; cwd?: string }[] = [
     ...Object.entries(settings.providers ?? {}).map(([scheme, file]) => ({ scheme, file })),
     ...(flags.provider ?? []).map(providerFlag),
@@ -122,6 +140,8 @@ export async function drive(
   dataDir: string,
   { providers, begin, startedLine, hintUnfinished = false, checkModels, json = false }: DriveOptions,
 ): Promise<number> {
+  // The config file is read once, for the check and the engine both.
+  if (providers?.config !== undefined && providers.settings === undefined) providers = { ...providers, settings: (await serversOf(providers)).settings }
   if (checkModels && checkModels.models.length > 0) await checkModelsOf(checkModels.command, checkModels.models, providers)
   const engine = await openEngine(cli, dataDir, providers)
   let handle: LoopHandle | undefined
@@ -205,20 +225,9 @@ function shellWord(word: string): string {
  * servers the flags and the config file name; a problem is bad input (exit 2).
  */
 export async function checkModelsOf(command: string, models: string[], flags: EngineFlags = {}): Promise<void> {
-  const settings = flags.settings ?? (flags.config ? (await readConfigFile(flags.config)).providers : {})
-  const { resolveOllamaHost } = await import('../../adapters/ollama-provider.ts')
-  const { OPENAI_PRESETS, resolveOpenAI } = await import('../../adapters/openai-config.ts')
+  const { ollamaHost, openai } = await serversOf(flags)
   const { checkModels } = await import('../../services/model-check.ts')
-  let servers
-  try {
-    const openai: Record<string, ResolvedOpenAI> = {}
-    for (const scheme of Object.keys(OPENAI_PRESETS) as (keyof typeof OPENAI_PRESETS)[]) {
-      openai[scheme] = resolveOpenAI(scheme, { flagBaseURL: flags.openaiBaseUrl, config: settings.openai })
-    }
-    servers = { ollamaHost: resolveOllamaHost(flags.ollamaHost, settings.ollama?.host), openai }
-  } catch (e) {
-    throw new CliError(message(e))
-  }
+  const servers = { ollamaHost, openai }
   const problem = await checkModels(models, servers)
   if (problem !== null) throw new CliError(`${command}: cannot use ${problem.spec}: ${problem.message}`)
 }
