@@ -139,6 +139,11 @@ describe('the statechart graph in a browser', { timeout: 120_000 }, () => {
     // live: the state the loop is in is the one marked, in the graph and in the header
     await waitUntil(page, currentIs('running.auditing', 'running.auditing.watching'))
     await waitUntil(page, `document.querySelector('#state-now')?.textContent === 'running.auditing.watching'`)
+    // the path comes from the loop's history, which the page fetches beside the live state: wait for it too
+    await waitUntil(
+      page,
+      `[...document.querySelectorAll('#graph .g-edge')].some((e) => e.dataset.from === 'running.coding' && e.dataset.to === 'running.auditing' && Number(e.dataset.taken) >= 1)`,
+    )
     let g = await drawn(page)
     expect(g.current).toEqual(['running.auditing'])
     expect(await page.locator('#graph .g-node[data-state="running"]').getAttribute('data-active')).toBe('true')
